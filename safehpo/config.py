@@ -1,0 +1,170 @@
+"""Hyperparameters of one run (one typed dataclass, CleanRL style) and the error type for bad input.
+
+Every bad input a user can give (a spec, a flag, a suite, a `--set key=value`) raises
+`ConfigError` with one line that names the file or flag and the field; the CLI prints it and
+exits with code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """Bad user input. The message is one line naming the file/flag and the field."""
+
+
+# Top-level folders that hold data (CMDP specs, benchmark suites). In a source checkout they sit
+# next to the package; a wheel carries copies under safehpo/_data.
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def data_dir(name: str) -> Path:
+    """The folder `envs` or `benchmarks`: the checkout's copy if present, else the wheel's."""
+    for candidate in (_PACKAGE_DIR.parent / name, _PACKAGE_DIR / "_data" / name):
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError(f"cannot find the '{name}' folder next to the safehpo package")
+
+
+@dataclass
+class Config:
+    """All hyperparameters of one run. Defaults follow DESIGN.md section 3 (the papers' values)."""
+
+    env: str = "halfcheetah-speed"
+    algo: str = "sac-lag"
+    seed: int = 0
+    steps: int = 1_000_000
+    device: str = "auto"          # auto | cpu | cuda
+    threads: int = 1              # torch intra-op threads (1: several runs share the cores best)
+
+    # SAC (common to every algorithm)
+    learning_starts: int = 5_000  # uniform random actions before the first update
+    batch_size: int = 256
+    buffer_size: int = 1_000_000
+    gamma: float = 0.99
+    tau: float = 0.005
+    lr: float = 3e-4
+    hidden: int = 256             # critics: two hidden layers of this width
+    actor_hidden: int = 256       # Gaussian actor of sac / sac-lag / sac-pid: two layers
+    alpha_init: float = 1.0
+    autotune_alpha: bool = True   # target entropy -|A|
+    cost_scale: float = 1.0       # the cost critic learns c * cost_scale; reports stay in spec units
+
+    # Lagrange multiplier (lagrange.py)
+    lagrange: str = "paper"       # paper: per-episode ascent | pid | adam: per-gradient-step Adam
+    lambda_init: float = 0.0
+    lambda_lr: float = 0.1        # eta of the paper's rule (and Adam's lr for `adam`)
+    lambda_window: int = 10       # episodes averaged for J_C
+    pid_kp: float = 0.1
+    pid_ki: float = 0.01
+    pid_kd: float = 0.01
+
+    # Hamiltonian policy (hamiltonian.py) and Lyapunov filter (lyapunov.py)
+    base_hidden: int = 256        # HPO base policy: one hidden layer (paper's Ant row)
+    leapfrog_steps: int = 3       # K
+    leapfrog_eps: float = 0.1     # eps
+    momentum_std_train: float = 0.1    # 1/sqrt(beta0_train)
+    momentum_std_explore: float = 1.0  # 1/sqrt(beta0_explore)
+    gate_hidden: int = 32         # h_n of T_h and sigma_h
+    gate_state_input: bool = False
+    second_order: bool = False    # differentiate through grad_a Q (create_graph); exact for ReLU critics either way
+    k_max: int = 10               # most leapfrog steps the Lyapunov filter may take per action
+
+    # evaluation, logging, checkpoints
+    eval_interval: int = 10_000
+    eval_episodes: int = 5
+    checkpoint_interval: int = 10_000
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_CHOICES = {
+    "device": ("auto", "cpu", "cuda"),
+    "lagrange": ("paper", "pid", "adam"),
+}
+_POSITIVE = {"steps", "batch_size", "buffer_size", "hidden", "actor_hidden", "base_hidden",
+             "gate_hidden", "k_max", "eval_interval", "eval_episodes", "checkpoint_interval",
+             "lambda_window", "threads", "leapfrog_eps", "lr", "cost_scale", "alpha_init"}
+_NON_NEGATIVE = {"seed", "learning_starts", "leapfrog_steps", "lambda_init", "lambda_lr",
+                 "momentum_std_train", "momentum_std_explore", "pid_kp", "pid_ki", "pid_kd"}
+_UNIT_INTERVAL = {"gamma", "tau"}
+
+
+def _coerce(name: str, typ: type, value: Any, where: str) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if typ is bool:
+                if text.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if text.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            if typ is int:
+                try:
+                    return int(text)
+                except ValueError:
+                    number = float(text)  # accepts 1e6 and 20_000.0
+                    if not number.is_integer():
+                        raise
+                    return int(number)
+            if typ is float:
+                return float(text)
+            return text
+        except ValueError:
+            raise ConfigError(f"{where}: '{name}' expects {typ.__name__}, got '{value}'") from None
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: '{name}' expects {typ.__name__}, got {value!r}")
+    return value
+
+
+_TYPES = {f.name: (f.type if isinstance(f.type, type) else eval(f.type)) for f in fields(Config)}  # noqa: S307
+
+
+def validate(cfg: Config, where: str = "config") -> Config:
+    """Check ranges and choices; raise ConfigError naming the field."""
+    for name, allowed in _CHOICES.items():
+        if getattr(cfg, name) not in allowed:
+            raise ConfigError(f"{where}: '{name}' must be one of {', '.join(allowed)}, got '{getattr(cfg, name)}'")
+    for name in _POSITIVE:
+        if not getattr(cfg, name) > 0:
+            raise ConfigError(f"{where}: '{name}' must be > 0, got {getattr(cfg, name)}")
+    for name in _NON_NEGATIVE:
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{where}: '{name}' must be >= 0, got {getattr(cfg, name)}")
+    for name in _UNIT_INTERVAL:
+        if not 0.0 < getattr(cfg, name) <= 1.0:
+            raise ConfigError(f"{where}: '{name}' must be in (0, 1], got {getattr(cfg, name)}")
+    if cfg.batch_size > cfg.buffer_size:
+        raise ConfigError(f"{where}: 'batch_size' ({cfg.batch_size}) exceeds 'buffer_size' ({cfg.buffer_size})")
+    return cfg
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str], where: str = "--set") -> Config:
+    """Return cfg with `key=value` strings (or a mapping) applied, each key and value checked."""
+    if isinstance(overrides, list):
+        pairs: dict[str, Any] = {}
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"{where}: expected key=value, got '{item}'")
+            key, value = item.split("=", 1)
+            pairs[key.strip()] = value
+        overrides = pairs
+    changes = {}
+    for key, value in overrides.items():
+        if key not in _TYPES:
+            raise ConfigError(f"{where}: unknown hyperparameter '{key}' (see `safehpo algos --params`)")
+        changes[key] = _coerce(key, _TYPES[key], value, where)
+    return validate(cfg.replace(**changes), where)
