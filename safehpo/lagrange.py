@@ -1,0 +1,132 @@
+"""Lagrange multiplier updaters (DESIGN.md section 3), shared by every Lagrangian algorithm.
+
+- `GradientAscent`: the papers' rule (section II-B), applied once per finished episode:
+  lambda <- [lambda + eta (J_C - d0)]_+ , J_C averaged over the last `window` episodes.
+- `PIDLagrangian`: MCMC-PO 4.1 / Stooke et al. 2020, also once per episode:
+  Delta = J - d0, I <- (I + Delta)_+, lambda <- (Kp Delta + Ki I + Kd (J - J_prev))_+.
+- `AdamLagrangian`: what OmniSafe and others do: one Adam step on lambda per gradient step,
+  loss = -lambda (J_C - d0), lambda clamped at 0; used with the actor objective divided by
+  (1 + lambda).
+
+All work in the budget's own units (J_C measured in the spec's budget kind).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import torch
+
+
+class GradientAscent:
+    """lambda <- [lambda + eta (J_C - d0)]_+ once per episode (the papers' rule)."""
+
+    per_step = False
+
+    def __init__(self, budget: float, lr: float = 0.1, init: float = 0.0, window: int = 10):
+        self.budget, self.lr, self.value = budget, lr, float(init)
+        self.recent: deque[float] = deque(maxlen=window)
+
+    def measured(self) -> float:
+        """J_C: mean episode cost over the window (0 before the first episode)."""
+        return sum(self.recent) / len(self.recent) if self.recent else 0.0
+
+    def episode_end(self, episode_cost: float) -> float:
+        self.recent.append(float(episode_cost))
+        self.value = max(0.0, self.value + self.lr * (self.measured() - self.budget))
+        return self.value
+
+    def state_dict(self) -> dict:
+        return {"value": self.value, "recent": list(self.recent)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.value = state["value"]
+        self.recent.clear()
+        self.recent.extend(state["recent"])
+
+
+class PIDLagrangian(GradientAscent):
+    """PID multiplier: Delta = J - d0; I <- (I + Delta)_+; lambda <- (Kp Delta + Ki I + Kd (J - J_prev))_+."""
+
+    def __init__(self, budget: float, kp: float = 0.1, ki: float = 0.01, kd: float = 0.01,
+                 init: float = 0.0, window: int = 10):
+        super().__init__(budget, 0.0, init, window)
+        self.kp, self.ki, self.kd = kp, ki, kd
+        self.integral = 0.0
+        self.previous: float | None = None
+
+    def episode_end(self, episode_cost: float) -> float:
+        self.recent.append(float(episode_cost))
+        measured = self.measured()
+        delta = measured - self.budget
+        self.integral = max(0.0, self.integral + delta)
+        derivative = 0.0 if self.previous is None else measured - self.previous
+        self.previous = measured
+        self.value = max(0.0, self.kp * delta + self.ki * self.integral + self.kd * derivative)
+        return self.value
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "integral": self.integral, "previous": self.previous}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.integral, self.previous = state["integral"], state["previous"]
+
+
+class AdamLagrangian(GradientAscent):
+    """One Adam step per gradient update on loss = -lambda (J_C - d0); lambda kept >= 0."""
+
+    per_step = True
+
+    def __init__(self, budget: float, lr: float = 0.1, init: float = 0.0, window: int = 10):
+        super().__init__(budget, lr, init, window)
+        self.param = torch.nn.Parameter(torch.tensor(float(init)))
+        self.optimizer = torch.optim.Adam([self.param], lr=lr)
+
+    def episode_end(self, episode_cost: float) -> float:
+        self.recent.append(float(episode_cost))
+        return self.value
+
+    def step(self) -> float:
+        """Called once per gradient update (J_C is the windowed episode measure)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = -self.param * (self.measured() - self.budget)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            self.param.clamp_(min=0.0)
+        self.value = float(self.param)  # a CPU scalar: no device sync
+        return self.value
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "param": self.param.detach().clone(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        with torch.no_grad():
+            self.param.copy_(state["param"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class NoMultiplier(GradientAscent):
+    """lambda fixed at 0 (unconstrained SAC, or an env without a budget)."""
+
+    def __init__(self, budget: float = 0.0, window: int = 10):
+        super().__init__(budget, 0.0, 0.0, window)
+
+    def episode_end(self, episode_cost: float) -> float:
+        self.recent.append(float(episode_cost))
+        return 0.0
+
+
+def make_multiplier(kind: str, budget: float, cfg) -> GradientAscent:
+    """kind: 'none' | 'paper' | 'pid' | 'adam' (a dict would do; four cases read better inline)."""
+    if kind == "none":
+        return NoMultiplier(budget, cfg.lambda_window)
+    if kind == "paper":
+        return GradientAscent(budget, cfg.lambda_lr, cfg.lambda_init, cfg.lambda_window)
+    if kind == "pid":
+        return PIDLagrangian(budget, cfg.pid_kp, cfg.pid_ki, cfg.pid_kd, cfg.lambda_init, cfg.lambda_window)
+    if kind == "adam":
+        return AdamLagrangian(budget, cfg.lambda_lr, cfg.lambda_init, cfg.lambda_window)
+    raise ValueError(f"unknown multiplier '{kind}'")
