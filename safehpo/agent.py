@@ -1,0 +1,273 @@
+"""SAC, SAC-Lagrangian and SAC-HPO: the losses, the update step and acting (DESIGN.md section 3).
+
+One `Agent` serves every algorithm of the table below; an algorithm is a row of data, not a
+subclass. Critics are one `CriticStack`: members 0, 1 are the twin reward critics, member 2 the
+cost critic Q_C (absent when the algorithm or the env has no cost).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import Config
+from .hamiltonian import GatedKick, critic_force, make_kick, run_chain, leapfrog
+from .lagrange import AdamLagrangian, make_multiplier
+from .lyapunov import FilterAudit, epsilon_l, filter_action
+from .nets import CriticStack, SquashedGaussianActor
+
+
+@dataclass(frozen=True)
+class Algo:
+    explore: str        # gaussian | gated | conventional: how actions are drawn when acting
+    train: str          # gaussian | gated | conventional: the policy the actor loss optimises
+    filter: bool        # Lyapunov filter when acting (in constrained envs)
+    multiplier: str     # none | lagrange (cfg.lagrange: paper, pid, adam) | pid
+    momentum: bool = True
+    summary: str = ""
+
+    @property
+    def hamiltonian(self) -> bool:
+        return self.explore != "gaussian" or self.train != "gaussian"
+
+
+ALGOS: dict[str, Algo] = {
+    "sac": Algo("gaussian", "gaussian", False, "none", summary="SAC, cost ignored"),
+    "sac-lag": Algo("gaussian", "gaussian", False, "lagrange", summary="SAC-Lagrangian"),
+    "sac-pid": Algo("gaussian", "gaussian", False, "pid", summary="SAC with a PID-Lagrangian multiplier"),
+    "sac-hpo": Algo("gated", "gated", True, "lagrange", summary="Hamiltonian policy: gated HMC, Lyapunov filter"),
+    "hpo-conv": Algo("conventional", "conventional", True, "lagrange", summary="conventional leapfrog, Lyapunov filter"),
+    "hpo-explore": Algo("conventional", "gaussian", True, "lagrange", summary="HMC for exploration only"),
+    "hpo-train": Algo("gaussian", "gated", False, "lagrange", summary="gated HMC in the loss only, no filter"),
+    "hpo-nomomentum": Algo("gated", "gated", True, "lagrange", momentum=False, summary="gated chain with rho = 0"),
+}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from .config import ConfigError
+        raise ConfigError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return torch.device(name)
+
+
+class Agent:
+    """Networks, optimisers, multiplier and the Lyapunov filter of one run."""
+
+    def __init__(self, cfg: Config, obs_dim: int, act_low: np.ndarray, act_high: np.ndarray,
+                 constrained: bool, budget: float = 0.0, budget_discounted: float = 0.0,
+                 device: torch.device | str = "cpu"):
+        self.cfg, self.algo = cfg, ALGOS[cfg.algo]
+        self.device = torch.device(device)
+        self.act_dim = act_dim = len(act_low)
+        self.uses_cost = constrained and self.algo.multiplier != "none"
+        self.filter_on = constrained and self.algo.filter
+        self.budget_discounted = budget_discounted
+        low = torch.as_tensor(act_low, dtype=torch.float32)
+        high = torch.as_tensor(act_high, dtype=torch.float32)
+        self.act_low, self.act_high = act_low.astype(np.float32), act_high.astype(np.float32)
+
+        if self.algo.hamiltonian:  # the paper's base policy: one hidden layer
+            self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.base_hidden, 1, low, high)
+        else:
+            self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.actor_hidden, 2, low, high)
+        gated = "gated" in (self.algo.explore, self.algo.train)
+        self.gated = GatedKick(act_dim, obs_dim, cfg.gate_hidden, cfg.gate_state_input) if gated else None
+        self.critics = CriticStack(3 if self.uses_cost else 2, obs_dim, act_dim, cfg.hidden)
+        self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
+        self.actor_prev = copy.deepcopy(self.actor).requires_grad_(False)  # pi_B of the filter
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.alpha_init)))
+        self.to(self.device)
+
+        policy_params = list(self.actor.parameters()) + (list(self.gated.parameters()) if self.gated else [])
+        self.actor_opt = torch.optim.Adam(policy_params, lr=cfg.lr)
+        self.critic_opt = torch.optim.Adam(self.critics.parameters(), lr=cfg.lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
+        self.target_entropy = -float(act_dim)
+
+        kind = {"none": "none", "lagrange": cfg.lagrange, "pid": "pid"}[self.algo.multiplier]
+        self.multiplier = make_multiplier(kind if self.uses_cost else "none", budget, cfg)
+        self.audit = FilterAudit()
+        self.eps_l = 0.0
+        self.health = torch.zeros((), device=self.device)   # sum of losses; NaN/inf shows here
+        self._critic_params = list(self.critics.parameters())
+        self._target_params = list(self.critics_target.parameters())
+        self._actor_params = list(self.actor.parameters())
+        self._actor_prev_params = list(self.actor_prev.parameters())
+
+    def to(self, device: torch.device) -> "Agent":
+        for net in (self.actor, self.critics, self.critics_target, self.actor_prev, self.gated):
+            if net is not None:
+                net.to(device)
+        self.log_alpha.data = self.log_alpha.data.to(device)
+        return self
+
+    # ---- the policy ---------------------------------------------------------------------------
+    def q_lambda(self, critics: CriticStack, obs: torch.Tensor, act: torch.Tensor, lam: float,
+                 detach_params: bool = True) -> torch.Tensor:
+        """Q_lambda = min(Q1, Q2) - lambda Q_C, Q_C in the spec's units (Q_C learns c * cost_scale)."""
+        q = critics(obs, act, detach_params=detach_params)
+        q_lam = torch.minimum(q[0], q[1])
+        if self.uses_cost and lam != 0.0:
+            q_lam = q_lam - (lam / self.cfg.cost_scale) * q[2]
+        return q_lam
+
+    def _kick(self, mode: str, obs: torch.Tensor, critics: CriticStack, alpha, lam: float):
+        force = critic_force(lambda a: self.q_lambda(critics, obs, a, lam), self.actor.scale, alpha,
+                             self.actor.squash, self.cfg.second_order)
+        return make_kick(force, self.gated if mode == "gated" else None, obs)
+
+    def sample(self, obs: torch.Tensor, mode: str, momentum_std: float, alpha, lam: float,
+               critics: CriticStack | None = None):
+        """a ~ policy(mode) and its log-density estimate, with the chain's (u_K, rho_K, kick).
+
+        Gaussian: log pi(a|s). Hamiltonian (eq. 12): log N(u_0) - log|squash'(u_K)| + log N(rho_0)
+        - log N(rho_K) = log q(a_K, rho_K) - log r(rho_K), the auxiliary-momentum bound whose
+        expectation gives the objective's -alpha log pi(a_0|s) - alpha beta0/2 |rho_K|^2 term
+        (equal to log pi(a|s) when K = 0).
+        """
+        u0, log_prob = self.actor.sample_pre_tanh(obs)
+        if mode == "gaussian":
+            return self.actor.squash(u0), log_prob - self.actor.log_det_squash(u0), None
+        std = momentum_std if self.algo.momentum else 0.0
+        rho0 = std * torch.randn_like(u0) if std > 0 else torch.zeros_like(u0)
+        kick = self._kick(mode, obs, critics if critics is not None else self.critics, alpha, lam)
+        u, rho, k = run_chain(u0, rho0, kick, self.cfg.leapfrog_eps, self.cfg.leapfrog_steps)
+        log_prob = log_prob - self.actor.log_det_squash(u)
+        if std > 0:
+            log_prob = log_prob + 0.5 * (rho0.pow(2).sum(-1) - rho.pow(2).sum(-1)) / std**2
+        return self.actor.squash(u), log_prob, (u, rho, k, kick)
+
+    # ---- acting -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def episode_start(self, obs: np.ndarray) -> None:
+        """eps_L from the episode's first state (eq. 15); counters of the new episode."""
+        self.audit.reset()
+        if self.filter_on:
+            s0 = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
+            qc0 = float(self.critics_target(s0, self.actor_prev.mean_action(s0))[2]) / self.cfg.cost_scale
+            self.eps_l = epsilon_l(self.budget_discounted, qc0, self.cfg.gamma)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """One action for one state: base policy, Hamiltonian chain (explore mode), Lyapunov filter."""
+        s = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
+        alpha, lam = self.log_alpha.exp(), self.multiplier.value
+        if deterministic:  # the mean action, refined by the explore chain with rho_0 = 0
+            if self.algo.explore == "gaussian":
+                return self.actor.mean_action(s)[0].cpu().numpy()
+            mu, _ = self.actor.distribution(s)
+            u, _, _ = run_chain(mu, torch.zeros_like(mu), self._kick(self.algo.explore, s, self.critics, alpha, lam),
+                                self.cfg.leapfrog_eps, self.cfg.leapfrog_steps)
+            return self.actor.squash(u)[0].cpu().numpy()
+        a, _, chain = self.sample(s, self.algo.explore, self.cfg.momentum_std_explore, alpha, lam)
+        if not self.filter_on:
+            return a[0].cpu().numpy()
+        if chain is None:  # a Gaussian explorer: the filter still needs a pre-tanh position
+            chain = (torch.atanh(((a - self.actor.bias) / self.actor.scale).clamp(-0.999999, 0.999999)),
+                     torch.zeros_like(a), None, None)
+        u, rho, k, _ = chain
+        filter_kick = self._kick(self.algo.explore if self.algo.explore != "gaussian" else "conventional",
+                                 s, self.critics_target, alpha, lam)
+        if k is None:
+            k = filter_kick(u)
+        qc_ref = float(self.critics_target(s, self.actor_prev.mean_action(s))[2]) / self.cfg.cost_scale
+        std = self.cfg.momentum_std_explore if self.algo.momentum else 0.0
+
+        def cost_of(c):
+            return float(self.critics_target(s, self.actor.squash(c[0]))[2]) / self.cfg.cost_scale
+
+        def advance(c):
+            u_, rho_, k_ = leapfrog(c[0], c[1], c[2], filter_kick, self.cfg.leapfrog_eps)
+            return u_, rho_ + std * torch.randn_like(rho_), k_
+
+        u, _, _ = filter_action((u, rho, k), cost_of, advance, qc_ref, self.eps_l, self.cfg.k_max, self.audit)
+        return self.actor.squash(u)[0].cpu().numpy()
+
+    # ---- learning -----------------------------------------------------------------------------
+    def update(self, batch: dict[str, torch.Tensor]) -> None:
+        """One gradient step of critics, policy (+ leapfrog nets) and temperature; Polyak targets."""
+        cfg, lam = self.cfg, self.multiplier.value
+        obs, act, next_obs = batch["obs"], batch["act"], batch["next_obs"]
+        not_done = 1.0 - batch["done"]
+        alpha = self.log_alpha.exp().detach()
+
+        # critics: soft Bellman targets for Q1, Q2; a plain TD target for Q_C
+        with torch.no_grad():
+            next_a, next_logp, _ = self.sample(next_obs, self.algo.train, cfg.momentum_std_train, alpha, lam)
+            q_next = self.critics_target(next_obs, next_a)
+            v_next = torch.minimum(q_next[0], q_next[1]) - alpha * next_logp
+            y_reward = batch["rew"] + cfg.gamma * not_done * v_next
+            targets = [y_reward, y_reward]
+            if self.uses_cost:
+                targets.append(batch["cost"] * cfg.cost_scale + cfg.gamma * not_done * q_next[2])
+            y = torch.stack(targets)
+        critic_loss = 0.5 * (self.critics(obs, act) - y).pow(2).mean(-1).sum()
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+
+        # policy: maximise E[Q_lambda(s, a) - alpha log q(a|s)]  (eq. 12 for the Hamiltonian modes)
+        a, logp, _ = self.sample(obs, self.algo.train, cfg.momentum_std_train, alpha, lam)
+        objective = self.q_lambda(self.critics, obs, a, lam) - alpha * logp
+        if isinstance(self.multiplier, AdamLagrangian):
+            objective = objective / (1.0 + lam)
+        actor_loss = -objective.mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        if self.filter_on:  # pi_B: the policy before this update
+            torch._foreach_copy_(self._actor_prev_params, [p.detach() for p in self._actor_params])
+        self.actor_opt.step()
+
+        if cfg.autotune_alpha:
+            alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+            self.alpha_opt.zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self.alpha_opt.step()
+        if isinstance(self.multiplier, AdamLagrangian):
+            self.multiplier.step()
+
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target_params, self._critic_params, cfg.tau)
+            self.health += critic_loss.detach() + actor_loss.detach()
+
+    def healthy(self) -> bool:
+        """False once any loss since the last call was NaN or infinite (one sync per call)."""
+        ok = bool(torch.isfinite(self.health))
+        self.health.zero_()
+        return ok
+
+    @property
+    def alpha(self) -> float:
+        return float(self.log_alpha.exp())
+
+    # ---- checkpoints --------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "actor": self.actor.state_dict(), "actor_prev": self.actor_prev.state_dict(),
+            "gated": self.gated.state_dict() if self.gated else None,
+            "critics": self.critics.state_dict(), "critics_target": self.critics_target.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+            "alpha_opt": self.alpha_opt.state_dict(), "multiplier": self.multiplier.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.actor_prev.load_state_dict(state["actor_prev"])
+        if self.gated:
+            self.gated.load_state_dict(state["gated"])
+        self.critics.load_state_dict(state["critics"])
+        self.critics_target.load_state_dict(state["critics_target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.alpha_opt.load_state_dict(state["alpha_opt"])
+        self.multiplier.load_state_dict(state["multiplier"])

@@ -1,0 +1,67 @@
+"""The Lyapunov-filtered sampler (Algorithm 3, eq. 14-15) and its audit counters.
+
+An action a is accepted at state s if
+    Q_C(s, a) - Q_C(s, pi_B(s)) <= eps_L,   eps_L = (1 - gamma) (d0' - Q_C(s_0, pi_B(s_0)))   (eq. 14, 15)
+with pi_B the policy before the last update (its mean action), s_0 the episode's first state,
+d0' the budget in discounted units and Q_C the target cost critic, all in the spec's cost units.
+Otherwise the sampler takes one leapfrog step, adds fresh momentum noise and tests again, up to
+K_max steps. Every failed test is a *rejected action*. If no candidate passes (an *unsafe
+fallback*) we execute the candidate with the lowest Q_C seen (the paper returns a_K; the
+lowest-cost candidate is the safer documented choice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Callable, TypeVar
+
+Candidate = TypeVar("Candidate")
+
+
+def epsilon_l(budget_discounted: float, qc_start_ref: float, gamma: float) -> float:
+    """eps_L = (1 - gamma) (d0' - Q_C(s_0, pi_B(s_0)))  (eq. 15)."""
+    return (1.0 - gamma) * (budget_discounted - qc_start_ref)
+
+
+def accepts(qc_action: float, qc_ref: float, eps_l: float) -> bool:
+    """The Lyapunov condition Q_C(s, a) - Q_C(s, pi_B(s)) <= eps_L  (eq. 14)."""
+    return qc_action - qc_ref <= eps_l
+
+
+@dataclass
+class FilterAudit:
+    """Counters of one episode (and, summed, of a run)."""
+
+    rejected: int = 0          # failed tests
+    leapfrog_steps: int = 0    # leapfrog steps the filter took
+    unsafe_fallbacks: int = 0  # env steps where no candidate passed
+    filtered_steps: int = 0    # env steps that went through the filter
+
+    def reset(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, 0)
+
+
+def filter_action(candidate: Candidate, cost_of: Callable[[Candidate], float],
+                  advance: Callable[[Candidate], Candidate], qc_ref: float, eps_l: float,
+                  k_max: int, audit: FilterAudit) -> Candidate:
+    """Algorithm 3: return the first candidate that satisfies eq. 14, testing at most k_max + 1.
+
+    cost_of(c) -> Q_C(s, a(c)); advance(c) -> the next candidate (one leapfrog step plus fresh
+    momentum noise). On an unsafe fallback, the candidate with the lowest Q_C is returned.
+    """
+    audit.filtered_steps += 1
+    best, best_qc = candidate, float("inf")
+    for k in range(k_max + 1):
+        qc = cost_of(candidate)
+        if accepts(qc, qc_ref, eps_l):
+            return candidate
+        audit.rejected += 1
+        if qc < best_qc:
+            best, best_qc = candidate, qc
+        if k == k_max:
+            break
+        candidate = advance(candidate)
+        audit.leapfrog_steps += 1
+    audit.unsafe_fallbacks += 1
+    return best
