@@ -95,7 +95,7 @@ class AdamLagrangian(GradientAscent):
         self.optimizer.step()
         with torch.no_grad():
             self.param.clamp_(min=0.0)
-        self.value = float(self.param)  # a CPU scalar: no device sync
+        self.value = float(self.param.detach())  # a CPU scalar: no device sync
         return self.value
 
     def state_dict(self) -> dict:

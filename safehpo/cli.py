@@ -1,0 +1,149 @@
+"""The `safehpo` command (DESIGN.md section 4). Bad input: one line on stderr, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from .config import Config, ConfigError, apply_overrides, validate
+
+EXIT_USAGE = 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(float(text)) if float(text).is_integer() else None
+    except ValueError:
+        value = None
+    if value is None or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'")
+    return value
+
+
+def cmd_envs(args) -> int:
+    from .cmdp import list_specs
+    rows = [("id", "base", "cost", "budget", "source")]
+    for s in list_specs():
+        params = ", ".join(f"{k}={v}" for k, v in s.cost.params.items())
+        cost = s.cost.kind + (f" ({params})" if params else "")
+        budget = f"{s.budget.kind} <= {s.budget.threshold:g}" if s.budget else "-"
+        rows.append((s.id, s.base, cost, budget, (s.source or "")[:60]))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+    return 0
+
+
+def cmd_algos(args) -> int:
+    from .agent import ALGOS
+    print(f"{'name':<16}{'explore':<14}{'train':<14}{'filter':<8}{'multiplier':<12}summary")
+    for name, a in ALGOS.items():
+        explore = a.explore + ("" if a.momentum else " (rho=0)")
+        print(f"{name:<16}{explore:<14}{a.train:<14}{'yes' if a.filter else 'no':<8}{a.multiplier:<12}{a.summary}")
+    if args.params:
+        print("\nhyperparameters (--set key=value):")
+        for key, value in Config().to_dict().items():
+            print(f"  {key} = {value}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .agent import ALGOS
+    from .cmdp import load_spec
+    from .train import train
+    if args.algo not in ALGOS:
+        raise ConfigError(f"--algo: unknown algorithm '{args.algo}' (known: {', '.join(ALGOS)})")
+    spec = load_spec(args.env)
+    cfg = Config(env=args.env, algo=args.algo, seed=args.seed, device=args.device)
+    if args.steps is not None:
+        cfg = cfg.replace(steps=args.steps)
+    cfg = apply_overrides(cfg, args.set or [])
+    validate(cfg, "train")
+    out = Path(args.out) if args.out else Path("runs") / spec.id / args.algo / f"seed-{args.seed}"
+    result = train(cfg, out, resume=args.resume, progress=not args.quiet,
+                   command="safehpo " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    print(f"{result.state}: {result.steps} steps, {result.episodes} episodes in {result.wall_seconds:.0f} s -> {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="safehpo", description="Safe-RL benchmark: SAC-Lagrangian and the "
+                                "Hamiltonian policy (SAC-HPO) on constrained MuJoCo tasks.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("envs", help="list the CMDP specs").set_defaults(func=cmd_envs)
+    a = sub.add_parser("algos", help="list the algorithms")
+    a.add_argument("--params", action="store_true", help="also list every hyperparameter and its default")
+    a.set_defaults(func=cmd_algos)
+
+    t = sub.add_parser("train", help="train one run")
+    t.add_argument("--env", required=True, help="spec name (see `safehpo envs`) or path to a YAML spec")
+    t.add_argument("--algo", required=True, help="algorithm (see `safehpo algos`)")
+    t.add_argument("--seed", type=_non_negative_int, default=0)
+    t.add_argument("--steps", type=_positive_int, default=None, help="env steps (default 1e6)")
+    t.add_argument("--out", default=None, help="run folder (default runs/<env>/<algo>/seed-<n>)")
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    for register in _extra_commands():
+        register(sub)
+    return p
+
+
+def _extra_commands():
+    """Commands whose modules may be absent in a partial install are registered if importable."""
+    regs = []
+    try:
+        from .bench import register_cli as bench_cli
+        regs.append(bench_cli)
+    except ImportError:
+        pass
+    try:
+        from .speed import register_cli as speed_cli
+        regs.append(speed_cli)
+    except ImportError:
+        pass
+    try:
+        from .plots import register_cli as plot_cli
+        regs.append(plot_cli)
+    except ImportError:
+        pass
+    return regs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except ConfigError as e:
+        print(f"safehpo: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("safehpo: interrupted; rerun the same command (with --resume for `train`) to continue", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - a diverged run is a clear one-line failure too
+        from .train import TrainingDiverged
+        if isinstance(e, TrainingDiverged):
+            print(f"safehpo: error: training diverged: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""One run: collect, update, evaluate, log, checkpoint, resume (DESIGN.md section 4).
+
+Reads top to bottom like the papers' Algorithm 1. Checkpoints are taken at episode
+boundaries, so a resumed run restarts from a clean episode: the CSVs are cut back to the rows
+they had at the checkpoint and every later episode is recomputed exactly once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from . import __version__
+from .agent import ALGOS, Agent, resolve_device
+from .buffer import ReplayBuffer
+from .cmdp import EnvSpec, discounted_budget, episode_cost_measure, load_spec, make_env
+from .config import Config, ConfigError, validate
+
+PROGRESS_COLUMNS = ["step", "episode", "return", "cost", "length", "violated", "lambda", "alpha",
+                    "rejected", "leapfrog_steps", "unsafe_fallbacks", "sps"]
+EVAL_COLUMNS = ["step", "return_mean", "return_std", "cost_mean", "cost_std"]
+TIMING_COLUMNS = {"sps"}
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite."""
+
+
+# ---- atomic files -----------------------------------------------------------------------------
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class CsvLog:
+    """Append-only CSV with a header; `truncate(n)` keeps the header and the first n rows."""
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.path, self.columns = path, columns
+        if not path.exists() or path.stat().st_size == 0:
+            write_atomic(path, ",".join(columns) + "\n")
+        self.rows = self._count()
+
+    def _count(self) -> int:
+        with open(self.path) as f:
+            return max(0, sum(1 for line in f if line.endswith("\n")) - 1)
+
+    def truncate(self, n: int) -> None:
+        with open(self.path) as f:
+            lines = [line for line in f if line.endswith("\n")]
+        write_atomic(self.path, "".join(lines[: n + 1]))
+        self.rows = n
+
+    def append(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([_fmt(row[c]) for c in self.columns])
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows += 1
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    return str(x)
+
+
+# ---- provenance -------------------------------------------------------------------------------
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        rev = out.stdout.strip()
+        if rev:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                   cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5).stdout
+            return rev + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return None
+
+
+def package_versions() -> dict[str, str]:
+    import gymnasium
+    import mujoco
+    return {"safehpo": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "gymnasium": gymnasium.__version__, "mujoco": mujoco.__version__, "numpy": np.__version__}
+
+
+def spec_summary(spec: EnvSpec) -> dict:
+    return {"id": spec.id, "base": spec.base, "kwargs": dict(spec.kwargs),
+            "cost": {"kind": spec.cost.kind, "params": dict(spec.cost.params)},
+            "budget": None if spec.budget is None else {"threshold": spec.budget.threshold, "kind": spec.budget.kind},
+            "max_episode_steps": spec.max_episode_steps, "path": spec.path}
+
+
+# ---- one run ----------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    out: Path
+    steps: int
+    episodes: int
+    wall_seconds: float
+    state: str
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    return (seed * 1_000_003 + episode) % (2**31)
+
+
+def evaluate(agent: Agent, env, spec: EnvSpec, gamma: float, episodes: int, seed: int) -> dict:
+    """Deterministic-policy returns and costs (cost in the budget's kind) on a separate env."""
+    returns, costs = [], []
+    kind = spec.budget.kind if spec.budget else "sum"
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done, ret, step_costs = False, 0.0, []
+        while not done:
+            obs, r, term, trunc, info = env.step(agent.act(obs, deterministic=True))
+            ret += float(r)
+            step_costs.append(float(info["cost"]))
+            done = term or trunc
+        returns.append(ret)
+        costs.append(episode_cost_measure(np.asarray(step_costs), kind, gamma))
+    return {"return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
+            "cost_mean": float(np.mean(costs)), "cost_std": float(np.std(costs))}
+
+
+def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = True,
+          command: str | None = None) -> RunResult:
+    """Train one (env, algo, seed) run into `out`. With resume, continue from out/checkpoint.pt."""
+    cfg = validate(cfg)
+    if cfg.algo not in ALGOS:
+        raise ConfigError(f"--algo: unknown algorithm '{cfg.algo}' (known: {', '.join(ALGOS)})")
+    spec = load_spec(cfg.env)
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--out: cannot write to '{out}': {e.strerror}") from None
+    ckpt_path = out / "checkpoint.pt"
+    status_path = out / "status.json"
+    if not resume and ((out / "progress.csv").exists() or ckpt_path.exists()):
+        raise ConfigError(f"--out: '{out}' already holds a run (add --resume to continue it, or pick another --out)")
+
+    device = resolve_device(cfg.device)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    env, eval_env = make_env(spec), make_env(spec)
+    obs_dim = int(np.prod(env.observation_space.shape))
+    low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
+    constrained = spec.constrained
+    budget = spec.budget.threshold if constrained else 0.0
+    budget_kind = spec.budget.kind if constrained else "sum"
+    budget_d = discounted_budget(spec, cfg.gamma) if constrained else 0.0
+    agent = Agent(cfg, obs_dim, low, high, constrained, budget, budget_d, device)
+    buffer = ReplayBuffer(min(cfg.buffer_size, cfg.steps), obs_dim, len(low), device)
+
+    progress_log = CsvLog(out / "progress.csv", PROGRESS_COLUMNS)
+    eval_log = CsvLog(out / "eval.csv", EVAL_COLUMNS)
+    step, episode, n_evals, wall_before = 0, 0, 0, 0.0
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state["config"]["env"] != cfg.env or state["config"]["algo"] != cfg.algo or state["config"]["seed"] != cfg.seed:
+            raise ConfigError(f"--resume: '{out}' holds a run of {state['config']['algo']} on {state['config']['env']} "
+                              f"seed {state['config']['seed']}, not {cfg.algo} on {cfg.env} seed {cfg.seed}")
+        agent.load_state_dict(state["agent"])
+        buffer.load_state_dict(state["buffer"])
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"])
+        step, episode, n_evals, wall_before = state["step"], state["episode"], state["evals"], state["wall_seconds"]
+        progress_log.truncate(state["progress_rows"])
+        eval_log.truncate(state["eval_rows"])
+    elif progress_log.rows or eval_log.rows:  # resume asked, no checkpoint yet: start over cleanly
+        progress_log.truncate(0)
+        eval_log.truncate(0)
+
+    config_doc = {**cfg.to_dict(), "spec": spec_summary(spec), "budget_discounted": budget_d,
+                  "versions": package_versions(), "git_revision": git_revision(),
+                  "command": command or " ".join(sys.argv)}
+    write_atomic(out / "config.yaml", yaml.safe_dump(config_doc, sort_keys=False))
+
+    def write_status(state: str, reason: str | None = None) -> None:
+        write_atomic(status_path, json.dumps({"state": state, "reason": reason, "steps_done": step,
+                                              "wall_seconds": round(wall_before + time.perf_counter() - t_start, 2)}))
+
+    def checkpoint() -> None:
+        save_checkpoint(ckpt_path, {
+            "config": cfg.to_dict(), "agent": agent.state_dict(), "buffer": buffer.state_dict(),
+            "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+            "step": step, "episode": episode, "evals": n_evals,
+            "wall_seconds": wall_before + time.perf_counter() - t_start,
+            "progress_rows": progress_log.rows, "eval_rows": eval_log.rows,
+        })
+
+    t_start = time.perf_counter()
+    if step >= cfg.steps:
+        write_status("done")
+        return RunResult(out, step, episode, wall_before, "done")
+    write_status("running")
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.algo} {spec.id} s{cfg.seed}", unit="step",
+                   dynamic_ncols=True, smoothing=0.05, mininterval=0.5)
+    next_checkpoint = (step // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval
+    ep_costs = np.zeros(spec.max_episode_steps + 1, dtype=np.float64)
+    try:
+        obs, _ = env.reset(seed=episode_seed(cfg.seed, episode))
+        agent.episode_start(obs)
+        ep_return, ep_len, ep_t0, shown = 0.0, 0, time.perf_counter(), step
+        while step < cfg.steps:
+            # act: uniform warm-up, then the policy (Hamiltonian sampler + Lyapunov filter)
+            if step < cfg.learning_starts:
+                action = rng.uniform(low, high).astype(np.float32)
+            else:
+                action = agent.act(obs)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            cost = float(info["cost"])
+            buffer.add(obs, action, reward, cost, next_obs, terminated)
+            obs = next_obs
+            ep_return += float(reward)
+            ep_costs[min(ep_len, spec.max_episode_steps)] = cost
+            ep_len += 1
+            step += 1
+
+            if step >= cfg.learning_starts:
+                agent.update(buffer.sample(cfg.batch_size, rng))
+
+            if step % cfg.eval_interval == 0 or step == cfg.steps:
+                row = evaluate(agent, eval_env, spec, cfg.gamma, cfg.eval_episodes,
+                               seed=episode_seed(cfg.seed + 7919, n_evals * cfg.eval_episodes))
+                eval_log.append({"step": step, **row})
+                n_evals += 1
+
+            if terminated or truncated:
+                ep_cost = episode_cost_measure(ep_costs[:ep_len], budget_kind, cfg.gamma)
+                lam = agent.multiplier.episode_end(ep_cost)
+                if not agent.healthy():
+                    raise TrainingDiverged(f"NaN or infinite loss in episode {episode} (step {step})")
+                audit = agent.audit
+                progress_log.append({
+                    "step": step, "episode": episode, "return": ep_return, "cost": ep_cost, "length": ep_len,
+                    "violated": int(constrained and ep_cost > budget), "lambda": lam, "alpha": agent.alpha,
+                    "rejected": audit.rejected, "leapfrog_steps": audit.leapfrog_steps,
+                    "unsafe_fallbacks": audit.unsafe_fallbacks,
+                    "sps": ep_len / max(time.perf_counter() - ep_t0, 1e-9)})
+                episode += 1
+                if bar is not None:
+                    bar.set_postfix_str(f"ret {ep_return:.0f} cost {ep_cost:.3g}/{budget:.3g} lam {lam:.3g} "
+                                        f"rej {audit.rejected}", refresh=False)
+                if step >= next_checkpoint and step < cfg.steps:
+                    checkpoint()
+                    next_checkpoint = (step // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval
+                obs, _ = env.reset(seed=episode_seed(cfg.seed, episode))
+                agent.episode_start(obs)
+                ep_return, ep_len, ep_t0 = 0.0, 0, time.perf_counter()
+            if bar is not None and step - shown >= 100:
+                bar.update(step - shown)
+                shown = step
+        if bar is not None:
+            bar.update(step - shown)
+        checkpoint()
+        write_status("done")
+    except TrainingDiverged as e:
+        write_status("failed", str(e))
+        raise
+    except KeyboardInterrupt:
+        write_status("interrupted", "stopped by the user; rerun with --resume")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        env.close()
+        eval_env.close()
+    wall = wall_before + time.perf_counter() - t_start
+    return RunResult(out, step, episode, wall, "done")

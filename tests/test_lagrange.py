@@ -1,0 +1,59 @@
+"""Multiplier updaters on hand-computed sequences (DESIGN.md section 3)."""
+
+import pytest
+
+from safehpo.lagrange import AdamLagrangian, GradientAscent, NoMultiplier, PIDLagrangian
+
+
+def test_gradient_ascent_hand_computed():
+    m = GradientAscent(budget=10.0, lr=0.1, window=2)
+    # J_C is the mean of the last 2 episode costs
+    assert m.episode_end(30.0) == pytest.approx(0.1 * (30 - 10))             # J=30 -> 2.0
+    assert m.episode_end(20.0) == pytest.approx(2.0 + 0.1 * (25 - 10))      # J=25 -> 3.5
+    assert m.episode_end(0.0) == pytest.approx(3.5 + 0.1 * (10 - 10))       # J=10 -> 3.5
+    assert m.episode_end(0.0) == pytest.approx(3.5 + 0.1 * (0 - 10))        # J=0  -> 2.5
+    for _ in range(5):
+        m.episode_end(0.0)
+    assert m.value == 0.0  # projected onto lambda >= 0
+
+
+def test_gradient_ascent_rises_while_budget_exceeded():
+    m = GradientAscent(budget=1.0, lr=0.1)
+    values = [m.episode_end(5.0) for _ in range(20)]
+    assert all(b > a for a, b in zip(values, values[1:]))
+
+
+def test_pid_hand_computed():
+    m = PIDLagrangian(budget=10.0, kp=0.5, ki=0.1, kd=0.2, window=1)
+    # J=14: delta 4, I 4, no derivative yet -> 0.5*4 + 0.1*4 = 2.4
+    assert m.episode_end(14.0) == pytest.approx(2.4)
+    # J=12: delta 2, I 6, D = 12-14 = -2 -> 1.0 + 0.6 - 0.4 = 1.2
+    assert m.episode_end(12.0) == pytest.approx(1.2)
+    # J=0: delta -10, I max(0, -4) = 0, D = -12 -> negative, projected to 0
+    assert m.episode_end(0.0) == 0.0
+    assert m.integral == 0.0
+
+
+def test_adam_lagrangian_steps_and_state_roundtrip():
+    m = AdamLagrangian(budget=1.0, lr=0.1)
+    m.episode_end(3.0)
+    for _ in range(3):
+        m.step()
+    assert m.value == pytest.approx(0.3, abs=1e-6)  # Adam's first steps move by ~lr each
+    clone = AdamLagrangian(budget=1.0, lr=0.1)
+    clone.load_state_dict(m.state_dict())
+    assert clone.step() == pytest.approx(m.step())
+
+
+def test_state_roundtrip_continues_identically():
+    a = PIDLagrangian(budget=5.0, window=3)
+    for c in (9.0, 7.0, 3.0):
+        a.episode_end(c)
+    b = PIDLagrangian(budget=5.0, window=3)
+    b.load_state_dict(a.state_dict())
+    assert [a.episode_end(x) for x in (8.0, 1.0)] == [b.episode_end(x) for x in (8.0, 1.0)]
+
+
+def test_no_multiplier_stays_zero():
+    m = NoMultiplier()
+    assert m.episode_end(1e6) == 0.0
