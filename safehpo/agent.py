@@ -245,7 +245,7 @@ class Agent:
 
     @property
     def alpha(self) -> float:
-        return float(self.log_alpha.exp())
+        return float(self.log_alpha.detach().exp())
 
     # ---- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -117,8 +117,8 @@ def git_revision() -> str | None:
 def package_versions() -> dict[str, str]:
     import gymnasium
     import mujoco
-    return {"safehpo": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "gymnasium": gymnasium.__version__, "mujoco": mujoco.__version__, "numpy": np.__version__}
+    return {"safehpo": __version__, "python": platform.python_version(), "torch": str(torch.__version__),
+            "gymnasium": str(gymnasium.__version__), "mujoco": str(mujoco.__version__), "numpy": str(np.__version__)}
 
 
 def spec_summary(spec: EnvSpec) -> dict:
