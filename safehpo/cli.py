@@ -78,8 +78,15 @@ def cmd_train(args) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2), not the usage block."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="safehpo", description="Safe-RL benchmark: SAC-Lagrangian and the "
+    p = OneLineParser(prog="safehpo", description="Safe-RL benchmark: SAC-Lagrangian and the "
                                 "Hamiltonian policy (SAC-HPO) on constrained MuJoCo tasks.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -87,7 +87,7 @@ class CsvLog:
 
     def append(self, row: dict) -> None:
         with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([_fmt(row[c]) for c in self.columns])
+            csv.writer(f, lineterminator="\n").writerow([_fmt(row[c]) for c in self.columns])
             f.flush()
             os.fsync(f.fileno())
         self.rows += 1

@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny CMDP specs (short episodes) and tiny networks keep training tests fast."""
+
+import textwrap
+
+import pytest
+
+# networks small enough that a few hundred updates take a second or two on one core
+TINY = ["hidden=32", "actor_hidden=32", "base_hidden=32", "gate_hidden=8", "batch_size=32",
+        "learning_starts=100", "eval_interval=200", "eval_episodes=1", "checkpoint_interval=150"]
+
+
+def write_spec(path, name, cost, budget, base="HalfCheetah-v5", steps=50):
+    path.write_text(textwrap.dedent(f"""\
+        id: {name}
+        base: {base}
+        cost: {cost}
+        budget: {budget}
+        max_episode_steps: {steps}
+        description: a short-episode test spec
+        source: safehpo tests
+        """))
+    return str(path)
+
+
+@pytest.fixture
+def speed_spec(tmp_path):
+    """HalfCheetah with |v_x| > 1 costing 1, 50-step episodes, sum budget 2."""
+    return write_spec(tmp_path / "cheetah-speed-short.yaml", "cheetah-speed-short",
+                      "{kind: velocity, params: {measure: abs_x, threshold: 1.0}}", "{threshold: 2, kind: sum}")
+
+
+@pytest.fixture
+def torque_spec(tmp_path):
+    """HalfCheetah with the torque cost and a budget no policy can meet (average <= 0)."""
+    return write_spec(tmp_path / "cheetah-torque-short.yaml", "cheetah-torque-short",
+                      "{kind: torque, params: {}}", "{threshold: 0, kind: average}")

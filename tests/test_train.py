@@ -1,0 +1,147 @@
+"""One run end to end on real MuJoCo: files, determinism, SIGKILL + resume, multiplier, CLI errors."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY
+from safehpo.cli import main
+from safehpo.config import Config, apply_overrides
+from safehpo.train import PROGRESS_COLUMNS, TIMING_COLUMNS, train
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def without_timing(table):
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in table]
+
+
+def tiny_cfg(spec, algo="sac-lag", steps=600, seed=0, extra=()):
+    return apply_overrides(Config(env=spec, algo=algo, seed=seed, steps=steps), TINY + list(extra))
+
+
+def test_run_writes_every_file_and_rows_per_episode(speed_spec, tmp_path):
+    out = tmp_path / "run"
+    result = train(tiny_cfg(speed_spec), out, progress=False)
+    for name in ("config.yaml", "progress.csv", "eval.csv", "checkpoint.pt", "status.json"):
+        assert (out / name).stat().st_size > 0, name
+    progress = rows(out / "progress.csv")
+    assert list(progress[0]) == PROGRESS_COLUMNS
+    assert [int(r["episode"]) for r in progress] == list(range(12))  # 600 steps / 50-step episodes
+    assert [int(r["step"]) for r in progress] == list(range(50, 601, 50))
+    assert len(rows(out / "eval.csv")) == 3  # steps 200, 400, 600
+    assert result.state == "done"
+
+
+def test_same_seed_same_progress(speed_spec, tmp_path):
+    torch.set_num_threads(1)
+    a = train(tiny_cfg(speed_spec, steps=400), tmp_path / "a", progress=False).out
+    b = train(tiny_cfg(speed_spec, steps=400), tmp_path / "b", progress=False).out
+    c = train(tiny_cfg(speed_spec, steps=400, seed=1), tmp_path / "c", progress=False).out
+    assert without_timing(rows(a / "progress.csv")) == without_timing(rows(b / "progress.csv"))
+    assert rows(a / "eval.csv") == rows(b / "eval.csv")
+    assert without_timing(rows(a / "progress.csv")) != without_timing(rows(c / "progress.csv"))
+
+
+def test_lambda_rises_while_the_budget_is_exceeded(torque_spec, tmp_path):
+    out = train(tiny_cfg(torque_spec, steps=400), tmp_path / "run", progress=False).out
+    progress = rows(out / "progress.csv")
+    assert all(r["violated"] == "1" for r in progress)
+    lambdas = [float(r["lambda"]) for r in progress]
+    assert all(b > a for a, b in zip(lambdas, lambdas[1:]))
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(speed_spec, tmp_path):
+    args = ["--env", speed_spec, "--algo", "sac-lag", "--seed", "3", "--steps", "900", "--quiet"]
+    args += [x for s in TINY for x in ("--set", s)]
+    reference = tmp_path / "reference"
+    assert main(["train", *args, "--out", str(reference)]) == 0
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "safehpo.cli", "train", *args, "--out", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # let it run past the checkpoint, so there is work to lose
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    status = (killed / "status.json").read_text()
+    assert '"running"' in status, "the run finished before it could be killed; the test proves nothing"
+    ckpt = torch.load(killed / "checkpoint.pt", weights_only=False)
+
+    assert main(["train", *args, "--out", str(killed), "--resume"]) == 0
+    progress = rows(killed / "progress.csv")
+    assert [int(r["episode"]) for r in progress] == list(range(18))  # each episode exactly once
+    assert without_timing(progress) == without_timing(rows(reference / "progress.csv"))
+    assert rows(killed / "eval.csv") == rows(reference / "eval.csv")
+    assert ckpt["buffer"]["size"] == ckpt["step"]  # the buffer saved with the checkpoint is whole
+
+
+def test_resume_of_a_finished_run_does_nothing(speed_spec, tmp_path):
+    out = train(tiny_cfg(speed_spec, steps=200), tmp_path / "run", progress=False).out
+    before = (out / "progress.csv").read_bytes()
+    result = train(tiny_cfg(speed_spec, steps=200), out, resume=True, progress=False)
+    assert result.state == "done" and (out / "progress.csv").read_bytes() == before
+
+
+def test_hpo_filter_rejects_and_counts(torque_spec, tmp_path):
+    """With a budget no action can meet, eps_L < 0 and the Lyapunov filter must reject."""
+    out = train(tiny_cfg(torque_spec, algo="sac-hpo", steps=300, extra=["k_max=3"]), tmp_path / "run",
+                progress=False).out
+    progress = rows(out / "progress.csv")
+    learned = [r for r in progress if int(r["step"]) > 100]
+    assert sum(int(r["rejected"]) for r in learned) > 0
+    assert sum(int(r["leapfrog_steps"]) for r in learned) > 0
+    for r in learned:  # at most k_max + 1 tests, k_max leapfrog steps per env step
+        assert int(r["rejected"]) <= 4 * int(r["length"])
+        assert int(r["leapfrog_steps"]) <= 3 * int(r["length"])
+        assert int(r["unsafe_fallbacks"]) <= int(r["length"])
+
+
+@pytest.mark.parametrize("algo", ["sac", "sac-pid", "hpo-conv", "hpo-explore", "hpo-train", "hpo-nomomentum"])
+def test_every_algorithm_trains(speed_spec, tmp_path, algo):
+    out = train(tiny_cfg(speed_spec, algo=algo, steps=200), tmp_path / algo, progress=False).out
+    progress = rows(out / "progress.csv")
+    assert len(progress) == 4 and all(float(r["alpha"]) > 0 for r in progress)
+    if algo == "sac":
+        assert all(float(r["lambda"]) == 0 for r in progress)
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "safehpo.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "--env", "no-such-env", "--algo", "sac-lag"], "no-such-env"),
+    (["train", "--env", "halfcheetah-speed", "--algo", "sac-lag", "--steps", "-5"], "--steps"),
+    (["train", "--env", "halfcheetah-speed", "--algo", "no-such-algo"], "no-such-algo"),
+    (["train", "--env", "halfcheetah-speed", "--algo", "sac-lag", "--set", "gamma=2"], "gamma"),
+    (["train", "--env", "halfcheetah-speed", "--algo", "sac-lag", "--set", "stepz=2"], "stepz"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
+    proc = run_cli(*args, "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_typo_in_a_spec_file_is_one_line_and_exit_2(tmp_path):
+    spec = tmp_path / "typo.yaml"
+    spec.write_text("id: typo\nbase: HalfCheetah-v5\ncost: {kind: none, params: {}}\nbudgte: null\n"
+                    "max_episode_steps: 50\n")
+    proc = run_cli("train", "--env", str(spec), "--algo", "sac-lag", "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "typo.yaml" in proc.stderr and "budgte" in proc.stderr
