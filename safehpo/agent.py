@@ -57,6 +57,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def adam(params, lr: float) -> torch.optim.Optimizer:
+    """Adam with the fused kernel (one kernel for all tensors; CPU and CUDA since torch 2.4), else foreach."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
 class Agent:
     """Networks, optimisers, multiplier and the Lyapunov filter of one run."""
 
@@ -86,9 +95,9 @@ class Agent:
         self.to(self.device)
 
         policy_params = list(self.actor.parameters()) + (list(self.gated.parameters()) if self.gated else [])
-        self.actor_opt = torch.optim.Adam(policy_params, lr=cfg.lr)
-        self.critic_opt = torch.optim.Adam(self.critics.parameters(), lr=cfg.lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
+        self.actor_opt = adam(policy_params, cfg.lr)
+        self.critic_opt = adam(self.critics.parameters(), cfg.lr)
+        self.alpha_opt = adam([self.log_alpha], cfg.lr)
         self.target_entropy = -float(act_dim)
 
         kind = {"none": "none", "lagrange": cfg.lagrange, "pid": "pid"}[self.algo.multiplier]

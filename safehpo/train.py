@@ -138,6 +138,23 @@ class RunResult:
     state: str
 
 
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed blocks instead of returning them to the OS.
+
+    Every update allocates the same few-hundred-kB activations; by default glibc serves them with
+    fresh mmap pages, and the page faults cost ~10% of an update. No effect off glibc.
+    """
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+        libc.mallopt(m_mmap_threshold, 1 << 30)
+        libc.mallopt(m_trim_threshold, 1 << 34)
+        libc.mallopt(m_top_pad, 1 << 28)
+    except (OSError, AttributeError):
+        pass
+
+
 def episode_seed(seed: int, episode: int) -> int:
     return (seed * 1_000_003 + episode) % (2**31)
 
@@ -181,6 +198,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
         raise ConfigError(f"--out: '{out}' already holds a run (add --resume to continue it, or pick another --out)")
 
     device = resolve_device(cfg.device)
+    keep_freed_memory()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
