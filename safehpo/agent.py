@@ -120,12 +120,20 @@ class Agent:
     # ---- the policy ---------------------------------------------------------------------------
     def q_lambda(self, critics: CriticStack, obs: torch.Tensor, act: torch.Tensor, lam: float,
                  detach_params: bool = True) -> torch.Tensor:
-        """Q_lambda = min(Q1, Q2) - lambda Q_C, Q_C in the spec's units (Q_C learns c * cost_scale)."""
-        q = critics(obs, act, detach_params=detach_params)
+        """Q_lambda = min(Q1, Q2) - lambda Q_C, Q_C in the spec's units (Q_C learns c * cost_scale).
+
+        While lambda = 0 the cost critic is not evaluated at all.
+        """
+        with_cost = self.uses_cost and lam != 0.0
+        q = critics(obs, act, detach_params=detach_params, members=slice(0, 3 if with_cost else 2))
         q_lam = torch.minimum(q[0], q[1])
-        if self.uses_cost and lam != 0.0:
+        if with_cost:
             q_lam = q_lam - (lam / self.cfg.cost_scale) * q[2]
         return q_lam
+
+    def cost_value(self, obs: torch.Tensor, act: torch.Tensor) -> float:
+        """Q_C(s, a) of the target cost critic, one state, in the spec's units (the filter's test)."""
+        return float(self.critics_target(obs, act, members=slice(2, 3))[0, 0]) / self.cfg.cost_scale
 
     def _kick(self, mode: str, obs: torch.Tensor, critics: CriticStack, alpha, lam: float):
         force = critic_force(lambda a: self.q_lambda(critics, obs, a, lam), self.actor.scale, alpha,
@@ -160,7 +168,7 @@ class Agent:
         self.audit.reset()
         if self.filter_on:
             s0 = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
-            qc0 = float(self.critics_target(s0, self.actor_prev.mean_action(s0))[2]) / self.cfg.cost_scale
+            qc0 = self.cost_value(s0, self.actor_prev.mean_action(s0))
             self.eps_l = epsilon_l(self.budget_discounted, qc0, self.cfg.gamma)
 
     @torch.no_grad()
@@ -186,11 +194,11 @@ class Agent:
                                  s, self.critics_target, alpha, lam)
         if k is None:
             k = filter_kick(u)
-        qc_ref = float(self.critics_target(s, self.actor_prev.mean_action(s))[2]) / self.cfg.cost_scale
+        qc_ref = self.cost_value(s, self.actor_prev.mean_action(s))
         std = self.cfg.momentum_std_explore if self.algo.momentum else 0.0
 
         def cost_of(c):
-            return float(self.critics_target(s, self.actor.squash(c[0]))[2]) / self.cfg.cost_scale
+            return self.cost_value(s, self.actor.squash(c[0]))
 
         def advance(c):
             u_, rho_, k_ = leapfrog(c[0], c[1], c[2], filter_kick, self.cfg.leapfrog_eps)

@@ -45,12 +45,18 @@ class CriticStack(nn.Module):
             StackedLinear(members, hidden, 1),
         ])
 
-    def forward(self, obs: torch.Tensor, act: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, act: torch.Tensor, detach_params: bool = False,
+                members: slice = slice(None)) -> torch.Tensor:
+        """[M', B] values of the selected members (a slice of the stack: no copy, less work)."""
         x = torch.cat([obs, act], dim=-1)
-        x = x.unsqueeze(0).expand(self.members, *x.shape)
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            w, b = (layer.weight.detach(), layer.bias.detach()) if detach_params else (layer.weight, layer.bias)
+        layers = self.layers
+        first = layers[0].weight[members]
+        x = x.unsqueeze(0).expand(first.shape[0], *x.shape)
+        last = len(layers) - 1
+        for i, layer in enumerate(layers):
+            w, b = layer.weight[members], layer.bias[members]
+            if detach_params:
+                w, b = w.detach(), b.detach()
             x = torch.baddbmm(b, x, w)
             if i < last:
                 x = torch.relu(x)

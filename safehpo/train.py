@@ -233,7 +233,8 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
         progress_log.truncate(0)
         eval_log.truncate(0)
 
-    config_doc = {**cfg.to_dict(), "spec": spec_summary(spec), "budget_discounted": budget_d,
+    config_doc = {**cfg.to_dict(), "spec": spec_summary(spec), "budget": spec_summary(spec)["budget"],
+                  "budget_discounted": budget_d,
                   "versions": package_versions(), "git_revision": git_revision(),
                   "command": command or " ".join(sys.argv)}
     write_atomic(out / "config.yaml", yaml.safe_dump(config_doc, sort_keys=False))

@@ -1,0 +1,443 @@
+"""Figures of a bench, per environment folder: return vs violation, learning curves, filter audit.
+
+- return_vs_violation.png  final return vs final cost (budget line) and vs cumulative violations;
+                           a point per (algo, seed), per algo the mean with 95% CI in both axes
+- curves.png               return and cost vs env steps, mean and 95% CI band over seeds
+- audit.png                rejected actions and unsafe fallbacks per 1k env steps over training
+
+The numbers come from `safehpo.aggregate` (the same final return/cost, budget and buckets as
+summary.csv and audit.csv). Each algorithm keeps one colour and marker in every figure (see
+`algo_style`). PNGs are written atomically: savefig to a temporary .png in the same folder, then
+os.replace. matplotlib (Agg backend, set before pyplot is imported) loads on the first drawing,
+so importing this module for its `plot` / `audit` commands stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from safehpo.aggregate import (
+    BUDGET_KIND_LABELS, FIGURE_FILES, RunRecord, aggregate_all, audit_bucket_width, bootstrap_ci,
+    bootstrap_ci_curve, bucket_run, budget_label, collect_runs, env_budget, env_name,
+    find_env_dirs, format_audit, run_summary,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+
+def _pyplot():
+    """matplotlib.pyplot with the Agg backend, imported on first use: `safehpo` registers its
+    `plot` command from this module, and other commands should not pay for matplotlib."""
+    import sys
+
+    import matplotlib
+    if "matplotlib.pyplot" not in sys.modules:  # never switch the backend under a live pyplot
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+DPI = 150
+SMOOTHING_EPISODES = 5   # moving window for the learning curves
+CURVE_POINTS = 200       # common step grid the seeds are interpolated onto
+
+# One colour and marker per algorithm, the same in every figure and every environment.
+_KNOWN = {
+    "sac-hpo": ("#d62728", "o"),
+    "sac-lag": ("#1f77b4", "s"),
+    "sac-pid": ("#2ca02c", "^"),
+    "sac": ("#7f7f7f", "D"),
+    "hpo-conv": ("#ff7f0e", "v"),
+    "hpo-explore": ("#9467bd", "P"),
+    "hpo-train": ("#8c564b", "X"),
+    "hpo-nomomentum": ("#e377c2", "<"),
+}
+_SPARE_COLOURS = ("#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+_SPARE_MARKERS = ("h", ">", "p", "*", "d", "8", "H")
+
+_STYLE = {
+    "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8.5,
+    "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.grid": True, "grid.alpha": 0.3,
+    "grid.linewidth": 0.6, "axes.spines.top": False, "axes.spines.right": False,
+    "legend.framealpha": 0.85,
+}
+_BUDGET_STYLE = dict(color="0.25", linestyle="--", linewidth=1.2, zorder=1)
+
+
+def algo_style(algo: str) -> tuple[str, str]:
+    """(colour, marker) of an algorithm: fixed for the known ones, from a hash of the name else."""
+    if algo in _KNOWN:
+        return _KNOWN[algo]
+    h = zlib.crc32(algo.encode())
+    return _SPARE_COLOURS[h % len(_SPARE_COLOURS)], _SPARE_MARKERS[h % len(_SPARE_MARKERS)]
+
+
+def save_figure(fig: Figure, path: Path | str) -> Path:
+    """savefig to a temporary .png in the same folder, then os.replace onto `path`; closes fig."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    finally:
+        _pyplot().close(fig)
+    return path
+
+
+def _steps_formatter() -> Any:
+    """Tick labels for env steps: 2.5k, 1M."""
+    from matplotlib.ticker import FuncFormatter
+
+    def fmt(x: float, _pos: int) -> str:
+        if abs(x) >= 1e6:
+            return f"{x / 1e6:g}M"
+        if abs(x) >= 1e3:
+            return f"{x / 1e3:g}k"
+        return f"{x:g}"
+    return FuncFormatter(fmt)
+
+
+def _kind_text(kind: str | None) -> str:
+    return BUDGET_KIND_LABELS.get(kind or "", kind or "per episode")
+
+
+def _by_algo(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
+    """Usable runs (not failed, at least one episode) grouped by algorithm, sorted by name."""
+    out: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        if run.usable:
+            out.setdefault(run.algo, []).append(run)
+    return dict(sorted(out.items()))
+
+
+def _seeds_label(algo: str, seeds: int, prefix: str = "") -> str:
+    return f"{algo} ({prefix}{seeds} seed{'' if seeds == 1 else 's'})"
+
+
+def _no_data(ax: Axes, text: str = "no finished episodes") -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.4")
+
+
+def _runs(env_dir: Path, runs: Sequence[RunRecord] | None) -> list[RunRecord]:
+    return list(runs) if runs is not None else collect_runs(env_dir)
+
+
+# ----------------------------------------------------------------------------------------------
+# return_vs_violation.png
+# ----------------------------------------------------------------------------------------------
+
+def plot_return_vs_violation(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -> Path:
+    """Write `return_vs_violation.png`: final return vs final cost and vs cumulative violations.
+
+    A small point per (algo, seed); a large marker per algo at the mean over seeds with 95%
+    bootstrap CI error bars in both axes. The cost panel has a dashed vertical budget line.
+    """
+    env_dir = Path(env_dir)
+    runs = _runs(env_dir, runs)
+    threshold, kind = env_budget(runs)
+    groups = _by_algo(runs)
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+    with plt.rc_context(_STYLE):
+        fig, (ax_cost, ax_viol) = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+        for algo, mine in groups.items():
+            colour, marker = algo_style(algo)
+            rows = [run_summary(r) for r in mine]
+            ret = np.array([np.nan if r["final_return"] is None else r["final_return"] for r in rows])
+            for ax, key in ((ax_cost, "final_cost"), (ax_viol, "cumulative_violations")):
+                x = np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float)
+                ok = ~np.isnan(x) & ~np.isnan(ret)
+                if not ok.any():
+                    continue
+                ax.scatter(x[ok], ret[ok], s=26, color=colour, marker=marker, alpha=0.45,
+                           linewidths=0, zorder=2)
+                mx, lx, hx = bootstrap_ci(x[ok])
+                my, ly, hy = bootstrap_ci(ret[ok])
+                ax.errorbar([mx], [my], xerr=[[mx - lx], [hx - mx]], yerr=[[my - ly], [hy - my]],
+                            fmt=marker, color=colour, markersize=9, markeredgecolor="black",
+                            markeredgewidth=0.8, elinewidth=1.4, capsize=4, zorder=3,
+                            label=_seeds_label(algo, int(ok.sum()), "mean, "))
+        for ax in (ax_cost, ax_viol):  # room around the markers at the data's edges
+            ax.margins(x=0.08, y=0.1)
+        if threshold is not None:
+            ax_cost.axvline(threshold, label=budget_label(threshold, kind), **_BUDGET_STYLE)
+            lo, hi = ax_cost.get_xlim()
+            hi = max(hi, threshold * 1.05 if threshold > 0 else hi)
+            ax_cost.axvspan(threshold, hi, color="#d62728", alpha=0.05, zorder=0, linewidth=0)
+            ax_cost.set_xlim(lo, hi)
+        if not groups:
+            _no_data(ax_cost)
+            _no_data(ax_viol)
+        ax_cost.set_xlabel(f"final cost ({_kind_text(kind)})")
+        ax_cost.set_ylabel("final return (episode sum of rewards)")
+        ax_cost.set_title("return vs cost")
+        ax_viol.set_xlabel("cumulative violations (training episodes over budget)")
+        ax_viol.set_title("return vs cumulative violations")
+        ax_viol.set_xlim(left=min(-0.5, ax_viol.get_xlim()[0]))
+        ax_viol.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_viol.tick_params(labelleft=True)
+        if groups or threshold is not None:
+            ax_cost.legend(loc="best")
+        fig.suptitle(f"{env_name(env_dir, runs)}: final return vs constraint", fontsize=12)
+        fig.text(0.5, -0.01, "small points: seeds; large markers: mean over seeds with 95% bootstrap CI; "
+                 "final = mean of the last 10% of training episodes", ha="center", va="top",
+                 fontsize=8, color="0.35")
+        fig.tight_layout()
+        return save_figure(fig, env_dir / FIGURE_FILES[0])
+
+
+# ----------------------------------------------------------------------------------------------
+# curves.png
+# ----------------------------------------------------------------------------------------------
+
+def moving_average(values: np.ndarray, window: int = SMOOTHING_EPISODES) -> np.ndarray:
+    """Centred moving average over `window` episodes; the window shrinks at the ends; NaN-aware."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0 or window <= 1:
+        return v.copy()
+    ok = ~np.isnan(v)
+    kernel = np.ones(window)
+    start = (window - 1) // 2  # "full" convolution sliced to the centre: any length works
+    total = np.convolve(np.where(ok, v, 0.0), kernel)[start:start + v.size]
+    count = np.convolve(ok.astype(float), kernel)[start:start + v.size]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _window(episodes: int) -> int:
+    """The smoothing window: SMOOTHING_EPISODES, narrower for runs under 4 windows long, so a
+    short run is not flattened into a constant."""
+    return max(1, min(SMOOTHING_EPISODES, episodes // 4))
+
+
+def interpolate_seed(steps: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """A seed's (smoothed) episode values on the grid; NaN outside the steps it has data for."""
+    ok = ~np.isnan(steps) & ~np.isnan(values)
+    out = np.full(grid.shape, np.nan)
+    if not ok.any():
+        return out
+    s, v = steps[ok], values[ok]
+    order = np.argsort(s, kind="stable")
+    s, v = s[order], v[order]
+    inside = (grid >= s[0]) & (grid <= s[-1])
+    out[inside] = np.interp(grid[inside], s, v)
+    return out
+
+
+def _step_grid(groups: dict[str, list[RunRecord]]) -> np.ndarray:
+    first, last = np.inf, 0.0
+    for mine in groups.values():
+        for run in mine:
+            steps = run.column("step")
+            steps = steps[~np.isnan(steps)]
+            if steps.size:
+                first, last = min(first, steps.min()), max(last, steps.max())
+    if not np.isfinite(first):
+        return np.zeros(0)
+    return np.linspace(first, last, CURVE_POINTS) if last > first else np.array([first])
+
+
+def _band(ax: Axes, x: np.ndarray, matrix: np.ndarray, colour: str, label: str) -> None:
+    mean, low, high = bootstrap_ci_curve(matrix)
+    have = ~np.isnan(mean)
+    if not have.any():
+        return
+    if have.sum() == 1:
+        i = int(np.flatnonzero(have)[0])
+        ax.errorbar([x[i]], [mean[i]], yerr=[[mean[i] - low[i]], [high[i] - mean[i]]], fmt="o",
+                    color=colour, capsize=3, label=label)
+        return
+    ax.plot(x, mean, color=colour, linewidth=1.8, label=label, zorder=3)
+    ax.fill_between(x, low, high, where=have, color=colour, alpha=0.2, linewidth=0, zorder=2)
+
+
+def plot_curves(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -> Path:
+    """Write `curves.png`: return and cost vs env steps, mean and 95% bootstrap band over seeds.
+
+    Each seed's episodes are smoothed with a centred 5-episode moving average (narrower for runs
+    of under 20 episodes, see `_window`) and interpolated
+    onto a common grid of env steps (NaN outside the seed's own range); the band at a grid point
+    is over the seeds with data there, and nothing is drawn where no seed has data.
+    """
+    env_dir = Path(env_dir)
+    runs = _runs(env_dir, runs)
+    threshold, kind = env_budget(runs)
+    groups = _by_algo(runs)
+    grid = _step_grid(groups)
+    plt = _pyplot()
+    with plt.rc_context(_STYLE):
+        fig, (ax_ret, ax_cost) = plt.subplots(2, 1, figsize=(8, 6.8), sharex=True)
+        for algo, mine in groups.items():
+            colour, _ = algo_style(algo)
+            label = _seeds_label(algo, len(mine))
+            for ax, key in ((ax_ret, "return"), (ax_cost, "cost")):
+                matrix = np.array([interpolate_seed(r.column("step"),
+                                                    moving_average(r.column(key), _window(r.episodes)), grid)
+                                   for r in mine])
+                _band(ax, grid, matrix, colour, label)
+        budget_line = None
+        if threshold is not None:
+            budget_line = ax_cost.axhline(threshold, label=budget_label(threshold, kind), **_BUDGET_STYLE)
+        if not groups:
+            _no_data(ax_ret)
+            _no_data(ax_cost)
+        ax_ret.set_ylabel("episode return (sum of rewards)")
+        ax_ret.set_title("return")
+        ax_cost.set_ylabel(f"episode cost ({_kind_text(kind)})")
+        ax_cost.set_title("cost")
+        ax_cost.set_xlabel("environment steps")
+        ax_cost.xaxis.set_major_formatter(_steps_formatter())
+        if groups:
+            ax_ret.legend(loc="best")   # algorithms once, on top; the cost panel names the budget
+        if budget_line is not None:
+            ax_cost.legend(handles=[budget_line], loc="best")
+        fig.suptitle(f"{env_name(env_dir, runs)}: training curves (mean and 95% bootstrap CI over seeds, "
+                     f"{SMOOTHING_EPISODES}-episode moving average)", fontsize=11)
+        fig.tight_layout()
+        return save_figure(fig, env_dir / FIGURE_FILES[1])
+
+
+# ----------------------------------------------------------------------------------------------
+# audit.png
+# ----------------------------------------------------------------------------------------------
+
+def _rate_matrix(mine: Sequence[RunRecord], width: int, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """[seeds, buckets] of 1000 * key / env steps of the bucket's episodes (NaN: no episode)."""
+    buckets = [bucket_run(r, width) for r in mine]
+    n = max((len(b["step"]) for b in buckets), default=0)
+    matrix = np.full((len(buckets), n), np.nan)
+    for i, b in enumerate(buckets):
+        env_steps = b["env_steps"].copy()
+        env_steps[(env_steps <= 0) & (b["episodes"] > 0)] = width  # no episode lengths: the width
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = np.where(b["episodes"] > 0, 1000.0 * b[key] / env_steps, np.nan)
+        matrix[i, :len(rate)] = rate
+    centres = (np.arange(n) + 0.5) * width
+    return centres, matrix
+
+
+def plot_audit(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -> Path:
+    """Write `audit.png`: rejected actions and unsafe fallbacks per 1k env steps over training.
+
+    Training is cut into the same step buckets as audit.csv; in each bucket the rate is
+    1000 * count / env steps of the bucket's episodes; mean and 95% bootstrap band over seeds.
+    If nothing was rejected, the axes carry a note instead.
+    """
+    env_dir = Path(env_dir)
+    runs = _runs(env_dir, runs)
+    groups = _by_algo(runs)
+    width = audit_bucket_width(runs)
+    any_rejected = any(np.nansum(r.column("rejected")) > 0 for mine in groups.values() for r in mine)
+    plt = _pyplot()
+    with plt.rc_context(_STYLE):
+        fig, (ax_rej, ax_fb) = plt.subplots(2, 1, figsize=(8, 6.2), sharex=True)
+        if any_rejected:
+            for algo, mine in groups.items():
+                colour, marker = algo_style(algo)
+                none = not any(np.nansum(r.column("rejected")) > 0 for r in mine)
+                label = _seeds_label(algo, len(mine)) + (" - none rejected" if none else "")
+                for ax, key in ((ax_rej, "rejected"), (ax_fb, "unsafe_fallbacks")):
+                    centres, matrix = _rate_matrix(mine, width, key)
+                    mean, low, high = bootstrap_ci_curve(matrix)
+                    have = ~np.isnan(mean)  # buckets where no episode ended are skipped, not gaps
+                    ax.plot(centres[have], mean[have], color=colour, marker=marker, markersize=4,
+                            linewidth=1.6, label=label, zorder=3)
+                    ax.fill_between(centres[have], low[have], high[have], color=colour,
+                                    alpha=0.2, linewidth=0, zorder=2)
+            ax_rej.legend(loc="best")   # colours are the same in both panels
+            for ax in (ax_rej, ax_fb):  # a little room below 0, so zero lines stay visible
+                top = max(ax.get_ylim()[1], 1.0)
+                ax.set_ylim(-0.03 * top, top)
+        else:
+            note = ("no actions rejected (no Lyapunov filter in these algorithms)" if groups
+                    else "no finished episodes")
+            ax_rej.text(0.5, 0.5, note, transform=ax_rej.transAxes, ha="center", va="center",
+                        color="0.3", fontsize=10)
+            ax_fb.text(0.5, 0.5, "no unsafe fallbacks", transform=ax_fb.transAxes, ha="center",
+                       va="center", color="0.3", fontsize=10)
+            total = width * 20
+            ax_fb.set_xlim(0, total)
+            ax_rej.set_ylim(0, 1)
+            ax_fb.set_ylim(0, 1)
+        ax_rej.set_ylabel("rejected actions\nper 1k env steps")
+        ax_rej.set_title("actions rejected by the Lyapunov filter")
+        ax_fb.set_ylabel("unsafe fallbacks\nper 1k env steps")
+        ax_fb.set_title("steps where no candidate passed the filter (unsafe fallback)")
+        ax_fb.set_xlabel(f"environment steps (buckets of {width:,} steps)")
+        ax_fb.xaxis.set_major_formatter(_steps_formatter())
+        fig.suptitle(f"{env_name(env_dir, runs)}: Lyapunov filter audit "
+                     "(mean and 95% bootstrap CI over seeds)", fontsize=11)
+        fig.tight_layout()
+        return save_figure(fig, env_dir / FIGURE_FILES[2])
+
+
+# ----------------------------------------------------------------------------------------------
+# All figures
+# ----------------------------------------------------------------------------------------------
+
+def plot_env(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -> list[Path]:
+    """The three figures of one environment folder."""
+    env_dir = Path(env_dir)
+    runs = _runs(env_dir, runs)
+    return [plot_return_vs_violation(env_dir, runs), plot_curves(env_dir, runs),
+            plot_audit(env_dir, runs)]
+
+
+def plot_all(path: Path | str) -> list[Path]:
+    """The three figures of every environment folder: `path` itself or its children.
+
+    Raises FileNotFoundError if no `<env>/<algo>/seed-<n>/` folder is found.
+    """
+    env_dirs = find_env_dirs(path)
+    if not env_dirs:
+        raise FileNotFoundError(f"no runs found under {path} (expected <env>/<algo>/seed-<n>/ folders)")
+    return [p for env_dir in env_dirs for p in plot_env(env_dir)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Commands: `safehpo plot DIR`, `safehpo audit DIR` (registered by safehpo.cli)
+# ----------------------------------------------------------------------------------------------
+
+def _existing_dir(args: Any) -> Path:
+    from safehpo.config import ConfigError
+    path = Path(args.dir)
+    if not find_env_dirs(path):
+        raise ConfigError(f"{args.command} {path}: no runs found (expected <env>/<algo>/seed-<n>/ "
+                          "folders in it or in its subfolders)")
+    return path
+
+
+def cmd_plot(args: Any) -> int:
+    """Write summary.csv, audit.csv, the figures and report.md of every environment folder."""
+    for p in aggregate_all(_existing_dir(args)):
+        print(p)
+    return 0
+
+
+def cmd_audit(args: Any) -> int:
+    """Print the rejected-action table per algorithm."""
+    print(format_audit(_existing_dir(args)))
+    return 0
+
+
+def register_cli(sub: Any) -> None:
+    """Add the `plot` and `audit` commands to the `safehpo` subparsers."""
+    p = sub.add_parser("plot", help="redraw figures and rewrite summary.csv, audit.csv, report.md")
+    p.add_argument("dir", help="an environment folder of a bench (OUT/<env>) or a folder of them")
+    p.set_defaults(func=cmd_plot)
+    a = sub.add_parser("audit", help="print the Lyapunov filter's rejected-action table")
+    a.add_argument("dir", help="an environment folder of a bench (OUT/<env>) or a folder of them")
+    a.set_defaults(func=cmd_audit)
