@@ -217,7 +217,8 @@ class Agent:
 
         # critics: soft Bellman targets for Q1, Q2; a plain TD target for Q_C
         with torch.no_grad():
-            next_a, next_logp, _ = self.sample(next_obs, self.algo.train, cfg.momentum_std_train, alpha, lam)
+            target_mode = self.algo.train if cfg.target_chain else "gaussian"
+            next_a, next_logp, _ = self.sample(next_obs, target_mode, cfg.momentum_std_train, alpha, lam)
             q_next = self.critics_target(next_obs, next_a)
             v_next = torch.minimum(q_next[0], q_next[1]) - alpha * next_logp
             y_reward = batch["rew"] + cfg.gamma * not_done * v_next

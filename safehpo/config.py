@@ -73,6 +73,7 @@ class Config:
     gate_state_input: bool = False
     second_order: bool = False    # differentiate through grad_a Q (create_graph); exact for ReLU critics either way
     k_max: int = 10               # most leapfrog steps the Lyapunov filter may take per action
+    target_chain: bool = True     # next actions of the critic target from the chain (exact); False: base policy
 
     # evaluation, logging, checkpoints
     eval_interval: int = 10_000
