@@ -186,25 +186,20 @@ class Agent:
         a, _, chain = self.sample(s, self.algo.explore, self.cfg.momentum_std_explore, alpha, lam)
         if not self.filter_on:
             return a[0].cpu().numpy()
-        if chain is None:  # a Gaussian explorer: the filter still needs a pre-tanh position
-            chain = (torch.atanh(((a - self.actor.bias) / self.actor.scale).clamp(-0.999999, 0.999999)),
-                     torch.zeros_like(a), None, None)
-        u, rho, k, _ = chain
-        filter_kick = self._kick(self.algo.explore if self.algo.explore != "gaussian" else "conventional",
-                                 s, self.critics_target, alpha, lam)
-        if k is None:
-            k = filter_kick(u)
+        u, rho, _, _ = chain  # every filtered algorithm explores with a chain (ALGOS)
+        filter_kick = self._kick(self.algo.explore, s, self.critics_target, alpha, lam)
         qc_ref = self.cost_value(s, self.actor_prev.mean_action(s))
         std = self.cfg.momentum_std_explore if self.algo.momentum else 0.0
 
         def cost_of(c):
             return self.cost_value(s, self.actor.squash(c[0]))
 
-        def advance(c):
-            u_, rho_, k_ = leapfrog(c[0], c[1], c[2], filter_kick, self.cfg.leapfrog_eps)
+        def advance(c):  # the filter's leapfrog runs on the target critics' potential
+            kick_u = c[2] if c[2] is not None else filter_kick(c[0])
+            u_, rho_, k_ = leapfrog(c[0], c[1], kick_u, filter_kick, self.cfg.leapfrog_eps)
             return u_, rho_ + std * torch.randn_like(rho_), k_
 
-        u, _, _ = filter_action((u, rho, k), cost_of, advance, qc_ref, self.eps_l, self.cfg.k_max, self.audit)
+        u, _, _ = filter_action((u, rho, None), cost_of, advance, qc_ref, self.eps_l, self.cfg.k_max, self.audit)
         return self.actor.squash(u)[0].cpu().numpy()
 
     # ---- learning -----------------------------------------------------------------------------
