@@ -175,6 +175,22 @@ class CMDP(gymnasium.Wrapper):
         return obs, reward, info["cost"], terminated, truncated, info
 
 
+_HARMLESS_MUJOCO_WARNINGS = ("compiler attribute 'settotalmass' is deprecated",)  # in gymnasium's own XML
+
+
+def _route_mujoco_warnings() -> None:
+    """Send MuJoCo's C-level warnings through Python's `warnings` instead of raw stderr, dropping
+    the deprecation notice that gymnasium's HalfCheetah/Swimmer XML triggers on every build."""
+    import mujoco
+
+    def on_warning(message: str) -> None:
+        if not message.startswith(_HARMLESS_MUJOCO_WARNINGS):
+            warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+    if getattr(mujoco, "set_mju_user_warning", None) and mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(on_warning)
+
+
 def make_env(spec: EnvSpec, seed: int | None = None) -> CMDP:
     """gymnasium.make(base, max_episode_steps=..., **kwargs) wrapped in CMDP.
 
@@ -183,6 +199,7 @@ def make_env(spec: EnvSpec, seed: int | None = None) -> CMDP:
     of date" warning is silenced: the velocity tasks wrap v4 on purpose.
     """
     where = spec.path or spec.id
+    _route_mujoco_warnings()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is out of date", category=DeprecationWarning)
         try:
