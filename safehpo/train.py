@@ -148,7 +148,7 @@ def keep_freed_memory() -> None:
         import ctypes
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-        libc.mallopt(m_mmap_threshold, 1 << 30)
+        libc.mallopt(m_mmap_threshold, 32 << 20)  # the most glibc accepts on 64-bit
         libc.mallopt(m_trim_threshold, 1 << 34)
         libc.mallopt(m_top_pad, 1 << 28)
     except (OSError, AttributeError):
