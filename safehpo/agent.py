@@ -136,13 +136,14 @@ class Agent:
         return float(self.critics_target(obs, act, members=slice(2, 3))[0, 0]) / self.cfg.cost_scale
 
     def _kick(self, mode: str, obs: torch.Tensor, critics: CriticStack, alpha, lam: float):
+        """(kick, force) of the chain driven by Q_lambda of `critics` (conventional or gated kick)."""
         force = critic_force(lambda a: self.q_lambda(critics, obs, a, lam), self.actor.scale, alpha,
                              self.actor.squash, self.cfg.second_order)
-        return make_kick(force, self.gated if mode == "gated" else None, obs)
+        return make_kick(force, self.gated if mode == "gated" else None, obs), force
 
     def sample(self, obs: torch.Tensor, mode: str, momentum_std: float, alpha, lam: float,
                critics: CriticStack | None = None):
-        """a ~ policy(mode) and its log-density estimate, with the chain's (u_K, rho_K, kick).
+        """a ~ policy(mode) and its log-density estimate, with the chain (u_K, rho_K, kick, force).
 
         Gaussian: log pi(a|s). Hamiltonian (eq. 12): log N(u_0) - log|squash'(u_K)| + log N(rho_0)
         - log N(rho_K) = log q(a_K, rho_K) - log r(rho_K), the auxiliary-momentum bound whose
@@ -154,12 +155,12 @@ class Agent:
             return self.actor.squash(u0), log_prob - self.actor.log_det_squash(u0), None
         std = momentum_std if self.algo.momentum else 0.0
         rho0 = std * torch.randn_like(u0) if std > 0 else torch.zeros_like(u0)
-        kick = self._kick(mode, obs, critics if critics is not None else self.critics, alpha, lam)
+        kick, force = self._kick(mode, obs, critics if critics is not None else self.critics, alpha, lam)
         u, rho, k = run_chain(u0, rho0, kick, self.cfg.leapfrog_eps, self.cfg.leapfrog_steps)
         log_prob = log_prob - self.actor.log_det_squash(u)
         if std > 0:
             log_prob = log_prob + 0.5 * (rho0.pow(2).sum(-1) - rho.pow(2).sum(-1)) / std**2
-        return self.actor.squash(u), log_prob, (u, rho, k, kick)
+        return self.actor.squash(u), log_prob, (u, rho, k, force)
 
     # ---- acting -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -180,14 +181,14 @@ class Agent:
             if self.algo.explore == "gaussian":
                 return self.actor.mean_action(s)[0].cpu().numpy()
             mu, _ = self.actor.distribution(s)
-            u, _, _ = run_chain(mu, torch.zeros_like(mu), self._kick(self.algo.explore, s, self.critics, alpha, lam),
-                                self.cfg.leapfrog_eps, self.cfg.leapfrog_steps)
+            kick, _ = self._kick(self.algo.explore, s, self.critics, alpha, lam)
+            u, _, _ = run_chain(mu, torch.zeros_like(mu), kick, self.cfg.leapfrog_eps, self.cfg.leapfrog_steps)
             return self.actor.squash(u)[0].cpu().numpy()
         a, _, chain = self.sample(s, self.algo.explore, self.cfg.momentum_std_explore, alpha, lam)
         if not self.filter_on:
             return a[0].cpu().numpy()
         u, rho, _, _ = chain  # every filtered algorithm explores with a chain (ALGOS)
-        filter_kick = self._kick(self.algo.explore, s, self.critics_target, alpha, lam)
+        filter_kick, _ = self._kick(self.algo.explore, s, self.critics_target, alpha, lam)
         qc_ref = self.cost_value(s, self.actor_prev.mean_action(s))
         std = self.cfg.momentum_std_explore if self.algo.momentum else 0.0
 
@@ -227,8 +228,12 @@ class Agent:
         self.critic_opt.step()
 
         # policy: maximise E[Q_lambda(s, a) - alpha log q(a|s)]  (eq. 12 for the Hamiltonian modes)
-        a, logp, _ = self.sample(obs, self.algo.train, cfg.momentum_std_train, alpha, lam)
-        objective = self.q_lambda(self.critics, obs, a, lam) - alpha * logp
+        a, logp, chain = self.sample(obs, self.algo.train, cfg.momentum_std_train, alpha, lam)
+        if chain is not None and not cfg.second_order and chain[3].last_u is chain[0]:
+            q_lam = chain[3].q_at_last(a)  # the chain's last force already evaluated Q_lambda at a_K
+        else:
+            q_lam = self.q_lambda(self.critics, obs, a, lam)
+        objective = q_lam - alpha * logp
         if isinstance(self.multiplier, AdamLagrangian):
             objective = objective / (1.0 + lam)
         actor_loss = -objective.mean()

@@ -81,29 +81,52 @@ class GatedKick(nn.Module):
         return sigma * g + (1.0 - sigma) * torch.tanh(self.transform(x))
 
 
-def critic_force(q_fn: Callable[[torch.Tensor], torch.Tensor], scale: torch.Tensor, alpha: torch.Tensor | float,
-                 squash: Callable[[torch.Tensor], torch.Tensor], second_order: bool = False) -> Callable:
+class CriticForce:
     """force(u) = -grad_u U(u) = scale (1 - tanh^2 u) dQ_lambda/da / alpha - 2 tanh u  (eq. 8 in u).
 
     q_fn(a) -> [B] is Q_lambda(s, a) for the batch's states. First order (default): dQ/da is
     taken on a detached copy of a, without a graph; only the squash factor (1 - tanh^2 u) stays
     in the graph. For ReLU critics d^2Q/da^2 = 0, so this gives the same policy gradient as
     second order (create_graph=True), which is kept as an ablation. Works under no_grad too.
+    Remembers Q_lambda and dQ_lambda/da at the last point it was evaluated (see `q_at_last`).
     """
 
-    def force(u: torch.Tensor) -> torch.Tensor:
-        with torch.enable_grad():
-            if second_order:
-                u_in = u if u.requires_grad else u.detach().requires_grad_(True)
-                a = squash(u_in)
-                (dq_da,) = torch.autograd.grad(q_fn(a).sum(), a, create_graph=torch.is_grad_enabled() and u.requires_grad)
-            else:
-                a = squash(u.detach()).requires_grad_(True)
-                (dq_da,) = torch.autograd.grad(q_fn(a).sum(), a)
-        t = torch.tanh(u)
-        return dq_da * scale * (1.0 - t * t) / alpha - 2.0 * t
+    def __init__(self, q_fn: Callable[[torch.Tensor], torch.Tensor], scale: torch.Tensor,
+                 alpha: torch.Tensor | float, squash: Callable[[torch.Tensor], torch.Tensor],
+                 second_order: bool = False):
+        self.q_fn, self.scale, self.alpha, self.squash, self.second_order = q_fn, scale, alpha, squash, second_order
+        self.last_u: torch.Tensor | None = None
+        self.last_q: torch.Tensor | None = None
+        self.last_dq_da: torch.Tensor | None = None
 
-    return force
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            if self.second_order:
+                u_in = u if u.requires_grad else u.detach().requires_grad_(True)
+                a = self.squash(u_in)
+                q = self.q_fn(a)
+                (dq_da,) = torch.autograd.grad(q.sum(), a, create_graph=u.requires_grad)
+            else:
+                a = self.squash(u.detach()).requires_grad_(True)
+                q = self.q_fn(a)
+                (dq_da,) = torch.autograd.grad(q.sum(), a)
+        self.last_u, self.last_q, self.last_dq_da = u, q.detach(), dq_da
+        t = torch.tanh(u)
+        return dq_da * self.scale * (1.0 - t * t) / self.alpha - 2.0 * t
+
+    def q_at_last(self, a: torch.Tensor) -> torch.Tensor:
+        """Q_lambda(s, a) at the last evaluated point a = squash(last_u), without a new critic pass.
+
+        Value Q_lambda(s, a); gradient dQ_lambda/da . da/dtheta, the first-order surrogate. With
+        detached critic weights and a ReLU critic this is exactly the gradient a fresh evaluation
+        gives (a test checks it), and it saves one critic forward + backward per actor step.
+        """
+        return self.last_q + ((a - a.detach()) * self.last_dq_da.detach()).sum(-1)
+
+
+def critic_force(q_fn, scale, alpha, squash, second_order: bool = False) -> CriticForce:
+    """The force of eq. 8 in pre-tanh space (see CriticForce)."""
+    return CriticForce(q_fn, scale, alpha, squash, second_order)
 
 
 def make_kick(force: Callable, gated: GatedKick | None, obs: torch.Tensor | None) -> Kick:

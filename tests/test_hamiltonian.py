@@ -169,3 +169,32 @@ def test_first_order_force_gives_the_second_order_policy_gradient_for_relu_criti
     g1, g2 = policy_grad(False), policy_grad(True)
     assert torch.allclose(g1, g2, rtol=1e-9, atol=1e-12)
     assert g1.abs().max() > 0
+
+
+def test_reusing_the_last_force_evaluation_gives_the_same_objective_and_gradient():
+    """The actor step reads Q_lambda(s, a_K) from the chain's last force call instead of a new pass."""
+    torch.manual_seed(7)
+    obs_dim, d, B = 4, 3, 16
+    actor = SquashedGaussianActor(obs_dim, d, 16, 1, -torch.ones(d), torch.ones(d))
+    kick_net = GatedKick(d, obs_dim, hidden=8, init_gain=0.5)
+    critic = CriticStack(3, obs_dim, d, 32)
+    obs = torch.randn(B, obs_dim)
+    noise, rho0 = torch.randn(B, d), 0.1 * torch.randn(B, d)
+    q_fn = lambda a: critic(obs, a, detach_params=True)[:2].min(0).values - 0.7 * critic(obs, a, detach_params=True)[2]
+
+    def objective_and_grad(reuse):
+        actor.zero_grad()
+        kick_net.zero_grad()
+        force = critic_force(q_fn, actor.scale, 0.3, actor.squash)
+        mu, std = actor.distribution(obs)
+        uK, _, _ = run_chain(mu + std * noise, rho0, make_kick(force, kick_net, obs), eps=0.1, steps=3)
+        a = actor.squash(uK)
+        q = force.q_at_last(a) if reuse else q_fn(a)
+        q.mean().backward()
+        params = list(actor.parameters()) + list(kick_net.parameters())
+        return q.detach(), torch.cat([p.grad.flatten() for p in params])
+
+    (q1, g1), (q2, g2) = objective_and_grad(True), objective_and_grad(False)
+    torch.testing.assert_close(q1, q2, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g1, g2, rtol=1e-9, atol=1e-12)
+    assert g1.abs().max() > 0
