@@ -1,0 +1,325 @@
+"""Benchmark grids: suite validation, grid expansion, skipping and resuming, failures, Ctrl-C,
+SIGKILL, and the Ray backend. Runs are tiny (50-step episodes, 32-unit networks)."""
+
+import csv
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import TINY, write_spec
+from safehpo import bench
+from safehpo.bench import expand, load_suite, resolve, run_grid, suite_names
+from safehpo.cli import main
+from safehpo.config import Config, ConfigError, apply_overrides
+from safehpo.train import TIMING_COLUMNS, train
+
+RUN_FILES = ["checkpoint.pt", "config.yaml", "eval.csv", "progress.csv", "status.json"]
+TINY_SETS = [s for s in TINY if s.split("=")[0] not in ("eval_interval", "eval_episodes", "checkpoint_interval",
+                                                    "learning_starts")]
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def without_timing(table):
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in table]
+
+
+def write_suite(path, env, algos=("sac-lag",), seeds=1, steps=300, overrides=None, **extra):
+    doc = {"name": "tiny", "description": "a test grid", "envs": [env], "algos": list(algos), "seeds": seeds,
+           "steps": steps, "learning_starts": 100, "eval_interval": 150, "eval_episodes": 1,
+           "checkpoint_interval": 100, "overrides": {} if overrides is None else overrides, **extra}
+    if overrides is None:
+        doc["overrides"] = dict(s.split("=") for s in TINY_SETS)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def layout(out):
+    return sorted(str(p.relative_to(out)) for p in Path(out).rglob("*") if p.is_file())
+
+
+# ---- suites -----------------------------------------------------------------------------------
+def test_shipped_suites_load():
+    assert {"smoke", "quick", "paper"} <= set(suite_names())
+    for name in suite_names():
+        suite = load_suite(name)
+        assert suite.where == f"benchmarks/{name}.yaml" and suite.envs and suite.algos and suite.seeds
+    smoke, paper = load_suite("smoke"), load_suite("paper")
+    assert smoke.envs == ("halfcheetah-speed",) and smoke.algos == ("sac-lag", "sac-hpo") and len(smoke.seeds) == 2
+    assert set(paper.envs) == {"ant-torque", "halfcheetah-speed"} and paper.seeds == (0, 1, 2, 3, 4)
+    assert paper.steps == 1_000_000 and paper.algos == ("sac-lag", "sac-hpo")
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"step": 300}, "'step'"),                                   # typo'd key
+    ({"envs": ["halfcheetah-sped"]}, "field 'envs'"),            # unknown env
+    ({"algos": ["sac-lag", "sac-hop"]}, "field 'algos'"),        # unknown algorithm
+    ({"overrides": {"lr": "fast"}}, "field 'overrides'"),        # bad override type
+    ({"overrides": {"learning_rate": 1e-3}}, "field 'overrides'"),  # unknown hyperparameter
+    ({"overrides": {"seed": 3}}, "field 'overrides.seed'"),      # the grid sets it
+    ({"seeds": 0}, "field 'seeds'"),
+    ({"seeds": [1, 1]}, "field 'seeds'"),
+    ({"steps": "many"}, "field 'steps'"),
+    ({"eval_interval": 0}, "field 'eval_interval'"),
+    ({"algos": "sac-lag"}, "field 'algos'"),                     # a list is expected
+])
+def test_bad_suite_is_one_line_naming_file_and_field(tmp_path, change, field):
+    path = write_suite(tmp_path / "suite.yaml", "halfcheetah-speed")
+    doc = yaml.safe_load(path.read_text())
+    doc.update(change)
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError) as e:
+        load_suite(str(path))
+    message = str(e.value)
+    assert "\n" not in message and str(path) in message and field in message, message
+
+
+def test_bad_suite_on_the_command_line_exits_2_before_any_run(tmp_path, capsys):
+    path = write_suite(tmp_path / "suite.yaml", "halfcheetah-speed", algos=["sac-lag", "sac-hop"])
+    assert main(["bench", "--suite", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "sac-hop" in err and str(path) in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--preset", "smok"], "--preset: unknown suite 'smok'"),
+    (["--preset", "smoke", "--env", "nowhere"], "--env: unknown environment 'nowhere'"),
+    (["--preset", "smoke", "--algos", "sac,nope"], "--algos: unknown algorithm 'nope'"),
+    (["--preset", "smoke", "--steps", "0"], "--steps"),
+    (["--preset", "smoke", "--workers", "0"], "--workers"),
+    (["--preset", "smoke", "--set", "batch_size=big"], "--set: 'batch_size'"),
+    (["--preset", "smoke", "--set", "seed=1"], "--set: 'seed' is set by the grid"),
+    (["--preset", "smoke", "--out", "/proc/no/such/dir"], "--out: cannot write to"),
+])
+def test_bad_flags_exit_2_with_one_line(tmp_path, capsys, flags, needle):
+    assert main(["bench", *flags] + ([] if "--out" in flags else ["--out", str(tmp_path / "out")])) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and err.count("\n") == 0, err
+
+
+def test_ray_backend_without_ray_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(ConfigError, match=r"--backend ray needs Ray: pip install 'safehpo\[ray\]'"):
+        run_grid(load_suite("smoke"), tmp_path / "out", backend="ray", progress=False)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+# ---- grid expansion ---------------------------------------------------------------------------
+def test_grid_is_envs_x_algos_x_seeds_and_flags_override(speed_spec, torque_spec, tmp_path):
+    smoke = load_suite("smoke")
+    runs = expand(smoke, tmp_path)
+    assert [r.name for r in runs] == ["halfcheetah-speed/sac-lag/seed-0", "halfcheetah-speed/sac-lag/seed-1",
+                                      "halfcheetah-speed/sac-hpo/seed-0", "halfcheetah-speed/sac-hpo/seed-1"]
+    assert all(r.config.steps == smoke.steps and r.config.threads == 1 for r in runs)
+
+    suite = resolve(smoke, envs=[speed_spec, torque_spec], algos=["sac", "hpo-conv", "sac-pid"], seeds="0,4",
+                    steps="1e3", sets=["hidden=32", "eval_interval=50"])
+    runs = expand(suite, tmp_path / "out")
+    assert len(runs) == 2 * 3 * 2
+    assert {(r.env, r.algo, r.seed) for r in runs} == {(e, a, s) for e in ("cheetah-speed-short", "cheetah-torque-short")
+                                                     for a in ("sac", "hpo-conv", "sac-pid") for s in (0, 4)}
+    for r in runs:
+        assert r.folder == (tmp_path / "out" / r.env / r.algo / f"seed-{r.seed}").resolve()
+        assert (r.config.algo, r.config.seed, r.config.steps) == (r.algo, r.seed, 1000)
+        assert r.config.hidden == 32 and r.config.eval_interval == 50  # --set, a run field and a hyperparameter
+        assert r.config.learning_starts == smoke.learning_starts        # the suite's, not overridden
+        assert Path(r.config.env).is_absolute()                          # a spec path works from any cwd
+    assert suite.overrides == {"hidden": 32} and suite.eval_interval == 50
+    assert resolve(smoke, seeds=3).seeds == (0, 1, 2)
+
+
+# ---- running a grid ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def local_grid(tmp_path_factory):
+    """A tiny grid of 2 runs trained once by the local backend: (suite, out, result)."""
+    root = tmp_path_factory.mktemp("grid")
+    spec = write_spec(root / "cheetah-speed-short.yaml", "cheetah-speed-short",
+                      "{kind: velocity, params: {measure: abs_x, threshold: 1.0}}", "{threshold: 2, kind: sum}")
+    suite = load_suite(str(write_suite(root / "suite.yaml", spec, seeds=2, steps=300)))
+    out = root / "out"
+    result = run_grid(suite, out, workers=2, progress=False, command="safehpo bench --suite tiny")
+    return suite, out, result
+
+
+def test_grid_writes_every_run_and_the_report(local_grid):
+    suite, out, result = local_grid
+    assert result.exit_code == 0 and not result.failed and not result.skipped
+    env_dir = out / "cheetah-speed-short"
+    for seed in (0, 1):
+        run = env_dir / "sac-lag" / f"seed-{seed}"
+        assert sorted(p.name for p in run.iterdir()) == RUN_FILES
+        assert json.loads((run / "status.json").read_text())["state"] == "done"
+        assert [int(r["episode"]) for r in rows(run / "progress.csv")] == list(range(6))  # 300 steps / 50
+        assert yaml.safe_load((run / "config.yaml").read_text())["threads"] == 1
+    assert (env_dir / "command.txt").read_text() == "safehpo bench --suite tiny\n"
+    for name in ("summary.csv", "audit.csv", "report.md"):
+        assert (env_dir / name).stat().st_size > 0, name
+    assert result.reports == [env_dir / "report.md"]
+    again = load_suite(str(env_dir / "suite.yaml"))  # the resolved suite reproduces the grid
+    assert [r.config for r in expand(again, out)] == [r.config for r in result.runs]
+
+
+def test_rerun_skips_finished_runs(local_grid, capsys):
+    suite, out, first = local_grid
+    run_dir = out / "cheetah-speed-short" / "sac-lag" / "seed-0"
+    before = {name: ((run_dir / name).stat().st_mtime_ns, (run_dir / name).read_bytes()) for name in RUN_FILES}
+    t0 = time.perf_counter()
+    result = run_grid(suite, out, workers=2, progress=False, aggregate=False)
+    assert sorted(result.skipped) == sorted(r.name for r in first.runs) and result.exit_code == 0
+    assert {name: ((run_dir / name).stat().st_mtime_ns, (run_dir / name).read_bytes()) for name in RUN_FILES} == before
+    assert time.perf_counter() - t0 < 5  # nothing was started
+    assert "2 already done, 0 to run" in capsys.readouterr().err
+
+
+def test_other_hyperparameters_on_existing_runs_stop_before_any_run(local_grid, capsys):
+    suite, out, _ = local_grid
+    before = layout(out)
+    with pytest.raises(ConfigError, match=r"--out: '.*seed-0' holds a run with hidden=32, this grid asks for hidden=64"):
+        run_grid(resolve(suite, sets=["hidden=64"]), out, workers=2, progress=False)
+    assert layout(out) == before
+
+
+def test_more_steps_resume_finished_runs(local_grid, tmp_path, capsys):
+    suite, out, _ = local_grid
+    shutil.copytree(out, tmp_path / "out")
+    result = run_grid(resolve(suite, steps=400, seeds=1), tmp_path / "out", workers=1, progress=True, aggregate=False)
+    assert result.exit_code == 0 and not result.skipped
+    progress = rows(tmp_path / "out" / "cheetah-speed-short" / "sac-lag" / "seed-0" / "progress.csv")
+    assert [int(r["episode"]) for r in progress] == list(range(8))  # episodes 0-5 kept, 6-7 added once
+    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert any("300/400" in line for line in bar)        # the bar starts from the steps already done
+    assert any("400/400" in line and "runs: 1 done, 0 running, 0 queued, 0 failed" in line for line in bar)
+
+
+def test_a_diverged_run_is_recorded_and_the_others_finish(torque_spec, tmp_path, capsys):
+    """lambda_lr = 1e300 drives the multiplier to infinity on a budget no policy meets: sac-lag's
+    losses become NaN, while sac (no multiplier) trains on."""
+    overrides = {**dict(s.split("=") for s in TINY_SETS), "lambda_lr": 1e300}
+    suite = load_suite(str(write_suite(tmp_path / "suite.yaml", torque_spec, algos=["sac-lag", "sac"], steps=200,
+                                       overrides=overrides)))
+    out = tmp_path / "out"
+    result = run_grid(suite, out, workers=2, progress=False)
+    assert {name: o.state for name, o in result.outcomes.items()} == {
+        "cheetah-torque-short/sac-lag/seed-0": "failed", "cheetah-torque-short/sac/seed-0": "done"}
+    assert result.exit_code == 1
+    status = json.loads((out / "cheetah-torque-short" / "sac-lag" / "seed-0" / "status.json").read_text())
+    assert status["state"] == "failed" and "NaN" in status["reason"]
+    assert len(rows(out / "cheetah-torque-short" / "sac" / "seed-0" / "progress.csv")) == 4
+    err = capsys.readouterr().err
+    assert "1 done" in err and "1 failed" in err
+    assert "failed: cheetah-torque-short/sac-lag/seed-0: training diverged: NaN" in err
+    assert (out / "cheetah-torque-short" / "report.md").exists()  # aggregated all the same
+
+
+def test_any_exception_of_a_run_is_recorded_not_raised(speed_spec, tmp_path):
+    cfg = apply_overrides(Config(env=speed_spec, algo="sac-lag", steps=100), TINY)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    outcome = bench.run_one(cfg.to_dict(), str(run_dir))
+    status = json.loads((run_dir / "status.json").read_text())
+    assert outcome["state"] == status["state"] == "failed"
+    assert outcome["reason"] == status["reason"] and "\n" not in status["reason"] and "Error" in status["reason"]
+
+
+def test_a_crashed_worker_is_recorded_as_failed(tmp_path):
+    run = bench.Run("e", "sac", 0, Config(), tmp_path)
+    (tmp_path / "status.json").write_text(json.dumps({"state": "running", "reason": None, "steps_done": 100,
+                                                      "wall_seconds": 3.0}))
+    outcome = bench._local_outcome(run, -signal.SIGKILL)
+    assert outcome.state == "failed" and "SIGKILL" in outcome.reason
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "failed" and "SIGKILL" in status["reason"] and status["steps_done"] == 100
+
+
+def test_a_run_folder_in_use_is_not_touched(speed_spec, tmp_path):
+    """A second bench on the same folders must not train (or mark) a run another process trains."""
+    cfg = apply_overrides(Config(env=speed_spec, algo="sac-lag", steps=100), TINY)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    fd = os.open(run_dir, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        outcome = bench.run_one(cfg.to_dict(), str(run_dir))
+    finally:
+        os.close(fd)
+    assert outcome["state"] == "failed" and outcome["in_use"] and "in use" in outcome["reason"]
+    assert list(run_dir.iterdir()) == []
+    assert "in use" in bench._local_outcome(bench.Run("e", "sac", 0, cfg, run_dir), bench._EXIT_IN_USE).reason
+    assert list(run_dir.iterdir()) == []
+
+
+# ---- stopping a grid --------------------------------------------------------------------------
+def _bench(suite_path, out):
+    return subprocess.Popen([sys.executable, "-m", "safehpo.cli", "bench", "--suite", str(suite_path),
+                             "--out", str(out), "--workers", "1", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_rows(path, n, proc, timeout=90):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if path.exists() and len(rows(path)) >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never had {n} rows (bench exit code {proc.poll()})")
+
+
+def test_ctrl_c_then_sigkill_then_rerun_loses_and_repeats_nothing(speed_spec, tmp_path):
+    """Ctrl-C: exit 130, the run says interrupted. SIGKILL of the bench (workers die with it).
+    Then the same command finishes the grid: every episode once, as in an uninterrupted run."""
+    steps = 1000
+    suite_path = write_suite(tmp_path / "suite.yaml", speed_spec, seeds=[3], steps=steps)
+    out = tmp_path / "out"
+    run_dir = out / "cheetah-speed-short" / "sac-lag" / "seed-3"
+
+    proc = _bench(suite_path, out)
+    _wait_for_rows(run_dir / "progress.csv", 5, proc)     # past the first checkpoints
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run the same command again" in err
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "interrupted"
+    stopped_at = len(rows(run_dir / "progress.csv"))
+
+    proc = _bench(suite_path, out)
+    _wait_for_rows(run_dir / "progress.csv", stopped_at + 4, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "running", "finished before the kill"
+
+    result = run_grid(load_suite(str(suite_path)), out, workers=1, progress=False, aggregate=False)
+    assert result.exit_code == 0, result.failed  # "in use" here would mean an orphaned worker survived
+    progress = rows(run_dir / "progress.csv")
+    assert [int(r["episode"]) for r in progress] == list(range(steps // 50))
+    reference = train(result.runs[0].config, tmp_path / "reference", progress=False).out
+    assert without_timing(progress) == without_timing(rows(reference / "progress.csv"))
+    assert rows(run_dir / "eval.csv") == rows(reference / "eval.csv")
+
+
+# ---- Ray --------------------------------------------------------------------------------------
+def test_ray_backend_gives_the_same_files_and_numbers(local_grid, tmp_path):
+    pytest.importorskip("ray")
+    suite, local_out, _ = local_grid
+    out = tmp_path / "out"
+    result = run_grid(suite, out, workers=2, backend="ray", progress=False, command="safehpo bench --suite tiny")
+    assert result.exit_code == 0 and not result.failed
+    assert layout(out) == layout(local_out)
+    for run in result.runs:
+        local = local_out / run.env / run.algo / f"seed-{run.seed}"
+        assert without_timing(rows(run.folder / "progress.csv")) == without_timing(rows(local / "progress.csv"))
+    again = run_grid(suite, out, backend="ray", progress=False, aggregate=False)  # skips without starting Ray work
+    assert len(again.skipped) == len(result.runs)
