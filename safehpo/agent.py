@@ -74,7 +74,8 @@ class Agent:
                  device: torch.device | str = "cpu"):
         self.cfg, self.algo = cfg, ALGOS[cfg.algo]
         self.device = torch.device(device)
-        self.act_dim = act_dim = len(act_low)
+        self.obs_dim, self.act_dim = obs_dim, len(act_low)
+        act_dim = self.act_dim
         self.uses_cost = constrained and self.algo.multiplier != "none"
         self.filter_on = constrained and self.algo.filter
         self.budget_discounted = budget_discounted
@@ -109,6 +110,17 @@ class Agent:
         self._target_params = list(self.critics_target.parameters())
         self._actor_params = list(self.actor.parameters())
         self._actor_prev_params = list(self.actor_prev.parameters())
+
+    @classmethod
+    def for_env(cls, cfg: Config, spec, env, device: torch.device | str = "cpu") -> "Agent":
+        """The agent for a CMDP env built from `spec` (cmdp.make_env): dimensions, box, budget."""
+        from .cmdp import discounted_budget
+        low = env.action_space.low.astype(np.float32)
+        high = env.action_space.high.astype(np.float32)
+        constrained = spec.constrained
+        return cls(cfg, int(np.prod(env.observation_space.shape)), low, high, constrained,
+                   spec.budget.threshold if constrained else 0.0,
+                   discounted_budget(spec, cfg.gamma) if constrained else 0.0, device)
 
     def to(self, device: torch.device) -> "Agent":
         for net in (self.actor, self.critics, self.critics_target, self.actor_prev, self.gated):

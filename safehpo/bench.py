@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from .config import Config, ConfigError, apply_overrides, data_dir
+from .config import Config, ConfigError, apply_overrides, check_keys, data_dir
 
 POLL_SECONDS = 2.0           # how often the progress bar reads the runs' files
 STOP_SECONDS = 20.0          # how long a stopped worker may take to record its state before SIGKILL
@@ -120,14 +120,7 @@ def parse_suite(raw: Any, where: str, base_dir: Path | None = None) -> Suite:
 
     Env paths that are relative are looked up next to the suite file first (`base_dir`).
     """
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping of {', '.join(SUITE_KEYS)}, got {type(raw).__name__}")
-    for key in raw:
-        if key not in SUITE_KEYS:
-            raise ConfigError(f"{where}: unknown key '{key}' (allowed: {', '.join(SUITE_KEYS)})")
-    for key in _REQUIRED:
-        if key not in raw:
-            raise ConfigError(f"{where}: field '{key}': missing (required)")
+    check_keys(raw, where, SUITE_KEYS, _REQUIRED)
     name = raw["name"]
     if not (isinstance(name, str) and _NAME.fullmatch(name)):
         raise ConfigError(f"{where}: field 'name': expected a name of letters, digits, '.', '_', '-', got {name!r}")

@@ -20,7 +20,7 @@ import gymnasium
 import numpy as np
 import yaml
 
-from safehpo.config import ConfigError, data_dir
+from safehpo.config import ConfigError, check_keys, data_dir
 
 
 @dataclass(frozen=True)
@@ -338,14 +338,7 @@ def _parse_budget(raw: Any, where: str) -> BudgetSpec | None:
 
 def _parse_spec(raw: Any, where: str) -> EnvSpec:
     """Validate one spec mapping; every problem is a ConfigError naming `where` and the field."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping of {', '.join(_KEYS)}, got {type(raw).__name__}")
-    for key in raw:
-        if key not in _KEYS:
-            raise ConfigError(f"{where}: unknown key '{key}' (allowed: {', '.join(_KEYS)})")
-    for key in _REQUIRED:
-        if key not in raw:
-            raise ConfigError(f"{where}: field '{key}': missing (required)")
+    check_keys(raw, where, _KEYS, _REQUIRED)
     if not (isinstance(raw["id"], str) and _ID.fullmatch(raw["id"])):
         raise ConfigError(f"{where}: field 'id': expected a name of letters, digits, '.', '_', '-', "
                           f"got {raw['id']!r}")

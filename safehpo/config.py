@@ -30,6 +30,19 @@ def data_dir(name: str) -> Path:
     raise ConfigError(f"cannot find the '{name}' folder next to the safehpo package")
 
 
+def check_keys(raw: Any, where: str, allowed: tuple[str, ...], required: tuple[str, ...]) -> dict:
+    """A YAML document must be a mapping with known keys and the required ones (one-line errors)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of {', '.join(allowed)}, got {type(raw).__name__}")
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"{where}: unknown key '{key}' (allowed: {', '.join(allowed)})")
+    for key in required:
+        if key not in raw:
+            raise ConfigError(f"{where}: field '{key}': missing (required)")
+    return raw
+
+
 @dataclass
 class Config:
     """All hyperparameters of one run. Defaults follow DESIGN.md section 3 (the papers' values)."""

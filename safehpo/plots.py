@@ -473,7 +473,7 @@ def load_run(run_dir: Path | str, where: str = "run") -> tuple[Any, Any, Any]:
     import yaml
 
     from safehpo.agent import ALGOS, Agent
-    from safehpo.cmdp import discounted_budget, load_spec, make_env
+    from safehpo.cmdp import load_spec, make_env
     from safehpo.config import Config, ConfigError, apply_overrides
 
     run_dir = Path(run_dir)
@@ -509,15 +509,9 @@ def load_run(run_dir: Path | str, where: str = "run") -> tuple[Any, Any, Any]:
         raise ConfigError(f"{ckpt_path}: unreadable checkpoint ({type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else 'no details'})") from None
     env = make_env(spec)
-    obs_dim = int(np.prod(env.observation_space.shape))
-    low = env.action_space.low.astype(np.float32)
-    high = env.action_space.high.astype(np.float32)
-    env.close()
-    constrained = spec.constrained
-    budget = spec.budget.threshold if constrained else 0.0
-    budget_d = discounted_budget(spec, cfg.gamma) if constrained else 0.0
     cfg = cfg.replace(device="cpu")
-    agent = Agent(cfg, obs_dim, low, high, constrained, budget, budget_d, "cpu")
+    agent = Agent.for_env(cfg, spec, env, "cpu")
+    env.close()
     try:
         agent.load_state_dict(agent_state)
     except (KeyError, RuntimeError, ValueError) as e:

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from .agent import ALGOS, Agent, resolve_device
 from .buffer import ReplayBuffer
-from .cmdp import EnvSpec, discounted_budget, episode_cost_measure, load_spec, make_env
+from .cmdp import EnvSpec, episode_cost_measure, load_spec, make_env
 from .config import Config, ConfigError, apply_overrides
 
 DEFAULT_ALGOS = ("sac", "sac-lag", "sac-hpo")
@@ -95,15 +95,11 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     env = make_env(spec, seed=cfg.seed)
-    obs_dim = int(np.prod(env.observation_space.shape))
     low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
-    constrained = spec.constrained
-    budget = spec.budget.threshold if constrained else 0.0
-    budget_kind = spec.budget.kind if constrained else "sum"
-    budget_d = discounted_budget(spec, cfg.gamma) if constrained else 0.0
-    agent = Agent(cfg, obs_dim, low, high, constrained, budget, budget_d, device)
+    budget_kind = spec.budget.kind if spec.constrained else "sum"
+    agent = Agent.for_env(cfg, spec, env, device)
     fill = max(fill, cfg.batch_size)
-    buffer = ReplayBuffer(min(cfg.buffer_size, fill + warmup + steps), obs_dim, len(low), device)
+    buffer = ReplayBuffer(min(cfg.buffer_size, fill + warmup + steps), agent.obs_dim, len(low), device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     ep_costs: list[float] = []

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import platform
 import subprocess
@@ -203,14 +202,13 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     env, eval_env = make_env(spec), make_env(spec)
-    obs_dim = int(np.prod(env.observation_space.shape))
     low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
     constrained = spec.constrained
     budget = spec.budget.threshold if constrained else 0.0
     budget_kind = spec.budget.kind if constrained else "sum"
     budget_d = discounted_budget(spec, cfg.gamma) if constrained else 0.0
-    agent = Agent(cfg, obs_dim, low, high, constrained, budget, budget_d, device)
-    buffer = ReplayBuffer(min(cfg.buffer_size, cfg.steps), obs_dim, len(low), device)
+    agent = Agent.for_env(cfg, spec, env, device)
+    buffer = ReplayBuffer(min(cfg.buffer_size, cfg.steps), agent.obs_dim, len(low), device)
 
     progress_log = CsvLog(out / "progress.csv", PROGRESS_COLUMNS)
     eval_log = CsvLog(out / "eval.csv", EVAL_COLUMNS)

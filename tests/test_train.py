@@ -1,12 +1,10 @@
 """One run end to end on real MuJoCo: files, determinism, SIGKILL + resume, multiplier, CLI errors."""
 
 import csv
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
