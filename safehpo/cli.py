@@ -107,30 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
-    for register in _extra_commands():
-        register(sub)
+    from . import bench, plots, speed  # each adds its own subcommands
+    for module in (bench, speed, plots):
+        module.register_cli(sub)
     return p
-
-
-def _extra_commands():
-    """Commands whose modules may be absent in a partial install are registered if importable."""
-    regs = []
-    try:
-        from .bench import register_cli as bench_cli
-        regs.append(bench_cli)
-    except ImportError:
-        pass
-    try:
-        from .speed import register_cli as speed_cli
-        regs.append(speed_cli)
-    except ImportError:
-        pass
-    try:
-        from .plots import register_cli as plot_cli
-        regs.append(plot_cli)
-    except ImportError:
-        pass
-    return regs
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -325,7 +325,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
         write_status("failed", str(e))
         raise
     except KeyboardInterrupt:
-        write_status("interrupted", "stopped by the user; rerun with --resume")
+        write_status("interrupted", "stopped by the user; the same command again (with --resume for train) continues")
         raise
     finally:
         if bar is not None:
