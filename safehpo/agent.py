@@ -171,7 +171,8 @@ class Agent:
         u, rho, k = run_chain(u0, rho0, kick, self.cfg.leapfrog_eps, self.cfg.leapfrog_steps)
         log_prob = log_prob - self.actor.log_det_squash(u)
         if std > 0:
-            log_prob = log_prob + 0.5 * (rho0.pow(2).sum(-1) - rho.pow(2).sum(-1)) / std**2
+            # + log N(rho_0) - log N(rho_K) = 0.5 beta0 (|rho_K|^2 - |rho_0|^2)
+            log_prob = log_prob + 0.5 * (rho.pow(2).sum(-1) - rho0.pow(2).sum(-1)) / std**2
         return self.actor.squash(u), log_prob, (u, rho, k, force)
 
     # ---- acting -------------------------------------------------------------------------------

@@ -294,7 +294,8 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
 
             if terminated or truncated:
                 ep_cost = episode_cost_measure(ep_costs[:ep_len], budget_kind, cfg.gamma)
-                lam = agent.multiplier.episode_end(ep_cost)
+                # the multiplier follows the policy's cost, not the uniform warm-up's
+                lam = agent.multiplier.episode_end(ep_cost) if step > cfg.learning_starts else agent.multiplier.value
                 if not agent.healthy():
                     raise TrainingDiverged(f"NaN or infinite loss in episode {episode} (step {step})")
                 audit = agent.audit

@@ -1,0 +1,81 @@
+"""The agent's policy density and acting, checked on the agent itself (not on hand-built formulas)."""
+
+import numpy as np
+import pytest
+import torch
+
+from safehpo.agent import Agent
+from safehpo.config import Config
+from safehpo.hamiltonian import momentum_log_prob
+
+
+def small_agent(algo, **changes):
+    torch.manual_seed(0)
+    cfg = Config(algo=algo, hidden=16, base_hidden=16, gate_hidden=8, **changes)
+    return Agent(cfg, 3, np.array([-2.0, -0.5]), np.array([2.0, 0.5]), constrained=True, budget=1.0,
+                 budget_discounted=1.0)
+
+
+@pytest.mark.parametrize("algo,mode", [("sac-hpo", "gated"), ("hpo-conv", "conventional")])
+def test_sample_log_density_is_the_change_of_variables_of_the_chain(algo, mode):
+    """Agent.sample's log-density = log N(u_0) + log N(rho_0) - log|det d(a_K, rho_K)/d(u_0, rho_0)| - log N(rho_K)."""
+    agent = small_agent(algo, momentum_std_train=0.7, leapfrog_eps=0.3)
+    obs = torch.randn(1, 3)
+    alpha, lam, std = torch.tensor(0.5), 0.3, 0.7
+    torch.manual_seed(11)
+    a, logp, (uK, rhoK, _, _) = agent.sample(obs, mode, std, alpha, lam)
+
+    torch.manual_seed(11)  # the same draws: the base policy's noise, then the momentum
+    mu, sigma = agent.actor.distribution(obs)
+    u0 = (mu + sigma * torch.randn_like(mu)).detach()
+    rho0 = std * torch.randn_like(u0)
+    kick, _ = agent._kick(mode, obs, agent.critics, alpha, lam)
+
+    def whole_map(z):
+        from safehpo.hamiltonian import run_chain
+        u, rho, _ = run_chain(z[:2].unsqueeze(0), z[2:].unsqueeze(0), kick, 0.3, agent.cfg.leapfrog_steps)
+        return torch.cat([agent.actor.squash(u)[0], rho[0]])
+
+    z0 = torch.cat([u0[0], rho0[0]]).double()
+    agent.actor.double(), agent.critics.double()
+    if agent.gated is not None:
+        agent.gated.double()
+    kick, _ = agent._kick(mode, obs.double(), agent.critics, alpha.double(), lam)
+    jac = torch.autograd.functional.jacobian(whole_map, z0)
+    a_map = whole_map(z0)
+    base = torch.distributions.Normal(mu.double(), sigma.double()).log_prob(z0[:2].unsqueeze(0)).sum()
+    expected = (base + momentum_log_prob(z0[2:].unsqueeze(0), std).sum() - torch.log(torch.linalg.det(jac).abs())
+                - momentum_log_prob(a_map[2:].unsqueeze(0), std).sum())
+    torch.testing.assert_close(a[0].double(), a_map[:2], rtol=1e-4, atol=1e-5)
+    assert logp.item() == pytest.approx(expected.item(), abs=2e-3)
+
+
+def test_gaussian_sample_log_density_is_the_squashed_gaussian():
+    agent = small_agent("sac-lag")
+    obs = torch.randn(64, 3)
+    a, logp, chain = agent.sample(obs, "gaussian", 0.0, torch.tensor(1.0), 0.0)
+    assert chain is None and ((a[:, 0].abs() <= 2) & (a[:, 1].abs() <= 0.5)).all()
+    mu, sigma = agent.actor.distribution(obs)
+    flow = torch.distributions.TransformedDistribution(torch.distributions.Normal(mu, sigma), [
+        torch.distributions.TanhTransform(), torch.distributions.AffineTransform(agent.actor.bias, agent.actor.scale)])
+    torch.testing.assert_close(logp, flow.log_prob(a).sum(-1), rtol=1e-3, atol=2e-3)
+
+
+def test_filter_decisions_do_not_depend_on_cost_scale():
+    """The cost critic learns c * cost_scale; the filter must test in the spec's units."""
+    decisions = []
+    for scale in (1.0, 10.0):
+        agent = small_agent("sac-hpo", cost_scale=scale)
+        with torch.no_grad():  # the same critic in spec units: scale the cost member's last layer
+            for net in (agent.critics, agent.critics_target):
+                net.layers[-1].weight[2] *= scale
+                net.layers[-1].bias[2] *= scale
+        obs = np.zeros(3, dtype=np.float32)
+        agent.budget_discounted = agent.cost_value(torch.zeros(1, 3), agent.actor_prev.mean_action(
+            torch.zeros(1, 3))) + 0.05 / (1 - agent.cfg.gamma)  # eps_L = 0.05 in spec units
+        agent.episode_start(obs)
+        torch.manual_seed(5)
+        for _ in range(30):
+            agent.act(np.random.default_rng(0).normal(size=3).astype(np.float32))
+        decisions.append((round(agent.eps_l, 6), agent.audit.rejected, agent.audit.unsafe_fallbacks))
+    assert decisions[0] == decisions[1]
