@@ -70,7 +70,8 @@ class Config:
     # Lagrange multiplier (lagrange.py)
     lagrange: str = "paper"       # paper: per-episode ascent | pid | adam: per-gradient-step Adam
     lambda_init: float = 0.0
-    lambda_lr: float = 0.1        # eta of the paper's rule (and Adam's lr for `adam`)
+    lambda_lr: float = 0.1        # eta of the paper's per-episode rule
+    lambda_adam_lr: float = 1e-4  # Adam's lr for `adam` (a step per gradient update moves lambda ~lr)
     lambda_window: int = 10       # episodes averaged for J_C
     pid_kp: float = 0.1
     pid_ki: float = 0.01
@@ -107,7 +108,7 @@ _CHOICES = {
 _POSITIVE = {"steps", "batch_size", "buffer_size", "hidden", "actor_hidden", "base_hidden",
              "gate_hidden", "k_max", "eval_interval", "eval_episodes", "checkpoint_interval",
              "lambda_window", "threads", "leapfrog_eps", "lr", "cost_scale", "alpha_init"}
-_NON_NEGATIVE = {"seed", "learning_starts", "leapfrog_steps", "lambda_init", "lambda_lr",
+_NON_NEGATIVE = {"seed", "learning_starts", "leapfrog_steps", "lambda_init", "lambda_lr", "lambda_adam_lr",
                  "momentum_std_train", "momentum_std_explore", "pid_kp", "pid_ki", "pid_kd"}
 _UNIT_INTERVAL = {"gamma", "tau"}
 

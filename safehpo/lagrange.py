@@ -128,5 +128,5 @@ def make_multiplier(kind: str, budget: float, cfg) -> GradientAscent:
     if kind == "pid":
         return PIDLagrangian(budget, cfg.pid_kp, cfg.pid_ki, cfg.pid_kd, cfg.lambda_init, cfg.lambda_window)
     if kind == "adam":
-        return AdamLagrangian(budget, cfg.lambda_lr, cfg.lambda_init, cfg.lambda_window)
+        return AdamLagrangian(budget, cfg.lambda_adam_lr, cfg.lambda_init, cfg.lambda_window)
     raise ValueError(f"unknown multiplier '{kind}'")
