@@ -32,6 +32,7 @@ PROGRESS_COLUMNS = ["step", "episode", "return", "cost", "length", "violated", "
                     "rejected", "leapfrog_steps", "unsafe_fallbacks", "sps"]
 EVAL_COLUMNS = ["step", "return_mean", "return_std", "cost_mean", "cost_std"]
 TIMING_COLUMNS = {"sps"}
+RESUMABLE_CHANGES = {"steps", "device", "threads"}  # what a resumed run may change
 
 
 class TrainingDiverged(RuntimeError):
@@ -215,9 +216,12 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
     step, episode, n_evals, wall_before = 0, 0, 0, 0.0
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state["config"]["env"] != cfg.env or state["config"]["algo"] != cfg.algo or state["config"]["seed"] != cfg.seed:
-            raise ConfigError(f"--resume: '{out}' holds a run of {state['config']['algo']} on {state['config']['env']} "
-                              f"seed {state['config']['seed']}, not {cfg.algo} on {cfg.env} seed {cfg.seed}")
+        saved, asked = state["config"], cfg.to_dict()
+        changed = [k for k in asked if k not in RESUMABLE_CHANGES and saved.get(k) != asked[k]]
+        if changed:
+            k = changed[0]
+            raise ConfigError(f"--resume: '{out}' holds a run with {k}={saved.get(k)!r}, this command asks "
+                              f"{k}={asked[k]!r} (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)")
         agent.load_state_dict(state["agent"])
         buffer.load_state_dict(state["buffer"])
         rng.bit_generator.state = state["numpy_rng"]

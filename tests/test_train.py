@@ -95,6 +95,13 @@ def test_resume_of_a_finished_run_does_nothing(speed_spec, tmp_path):
     assert result.state == "done" and (out / "progress.csv").read_bytes() == before
 
 
+def test_resume_with_other_hyperparameters_is_refused(speed_spec, tmp_path):
+    out = train(tiny_cfg(speed_spec, steps=200), tmp_path / "run", progress=False).out
+    proc = run_cli("train", "--env", speed_spec, "--algo", "sac-lag", "--steps", "400", "--resume", "--quiet",
+                   *[x for s in TINY + ["lr=0.001"] for x in ("--set", s)], "--out", str(out))
+    assert proc.returncode == 2 and "lr=0.0003" in proc.stderr and "lr=0.001" in proc.stderr
+
+
 def test_hpo_filter_rejects_and_counts(torque_spec, tmp_path):
     """With a budget no action can meet, eps_L < 0 and the Lyapunov filter must reject."""
     out = train(tiny_cfg(torque_spec, algo="sac-hpo", steps=300, extra=["k_max=3"]), tmp_path / "run",
