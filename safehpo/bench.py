@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from .config import Config, ConfigError, apply_overrides, check_keys, data_dir
+from .config import Config, ConfigError, apply_overrides, check_keys, data_dir, read_yaml
 
 POLL_SECONDS = 2.0           # how often the progress bar reads the runs' files
 STOP_SECONDS = 20.0          # how long a stopped worker may take to record its state before SIGKILL
@@ -104,15 +104,7 @@ def load_suite(name_or_path: str, flag: str = "--suite") -> Suite:
         path = shipped
     shipped_dir = data_dir("benchmarks").resolve()
     where = f"benchmarks/{path.name}" if path.resolve().parent == shipped_dir else str(path)
-    if not path.is_file():
-        raise ConfigError(f"{where}: file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{where}: invalid YAML{line}: {getattr(e, 'problem', None) or e}") from None
-    return parse_suite(raw, where, base_dir=path.resolve().parent)
+    return parse_suite(read_yaml(path, where), where, base_dir=path.resolve().parent)
 
 
 def parse_suite(raw: Any, where: str, base_dir: Path | None = None) -> Suite:

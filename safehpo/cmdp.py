@@ -18,9 +18,8 @@ from typing import Any
 
 import gymnasium
 import numpy as np
-import yaml
 
-from safehpo.config import ConfigError, check_keys, data_dir
+from safehpo.config import ConfigError, check_keys, data_dir, read_yaml
 
 
 @dataclass(frozen=True)
@@ -364,16 +363,7 @@ def _read_spec(path: Path) -> EnvSpec:
     envs = data_dir("envs").resolve()
     shipped = path.resolve().parent == envs
     where = f"envs/{path.name}" if shipped else str(path)
-    if not path.is_file():
-        raise ConfigError(f"{where}: file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or _one_line(e)
-        raise ConfigError(f"{where}: invalid YAML{line}: {problem}") from None
-    spec = _parse_spec(raw, where)
+    spec = _parse_spec(read_yaml(path, where), where)
     if shipped and spec.id != path.stem:
         raise ConfigError(f"{where}: field 'id': '{spec.id}' differs from the file name '{path.stem}'")
     return spec

@@ -30,6 +30,20 @@ def data_dir(name: str) -> Path:
     raise ConfigError(f"cannot find the '{name}' folder next to the safehpo package")
 
 
+def read_yaml(path: Path, where: str) -> Any:
+    """The YAML document at `path`; a missing file or bad syntax is one line naming `where`."""
+    import yaml
+    if not path.is_file():
+        raise ConfigError(f"{where}: file not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML{line}: {problem}") from None
+
+
 def check_keys(raw: Any, where: str, allowed: tuple[str, ...], required: tuple[str, ...]) -> dict:
     """A YAML document must be a mapping with known keys and the required ones (one-line errors)."""
     if not isinstance(raw, dict):
