@@ -28,15 +28,15 @@ import csv
 import io
 import json
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import yaml
+
+from .atomic import write_atomic
 
 PROGRESS_COLUMNS = ("step", "episode", "return", "cost", "length", "violated", "lambda", "alpha",
                     "rejected", "leapfrog_steps", "unsafe_fallbacks", "sps")
@@ -440,27 +440,10 @@ def _csv_text(columns: Sequence[str], rows: Iterable[dict]) -> str:
     return buf.getvalue()
 
 
-def atomic_write_text(path: Path | str, text: str) -> Path:
-    """Write text to a temporary file in the same folder, then os.replace it onto `path`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def write_summary(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -> Path:
     """Write `summary.csv` (columns SUMMARY_COLUMNS, empty fields for missing values)."""
     env_dir = Path(env_dir)
-    return atomic_write_text(env_dir / SUMMARY_FILE, _csv_text(SUMMARY_COLUMNS, summarise(env_dir, runs)))
+    return write_atomic(env_dir / SUMMARY_FILE, _csv_text(SUMMARY_COLUMNS, summarise(env_dir, runs)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -529,7 +512,7 @@ def audit_table(env_dir: Path | str, runs: Sequence[RunRecord] | None = None,
 def write_audit(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -> Path:
     """Write `audit.csv` (columns AUDIT_COLUMNS)."""
     env_dir = Path(env_dir)
-    return atomic_write_text(env_dir / AUDIT_FILE, _csv_text(AUDIT_COLUMNS, audit_table(env_dir, runs)))
+    return write_atomic(env_dir / AUDIT_FILE, _csv_text(AUDIT_COLUMNS, audit_table(env_dir, runs)))
 
 
 def audit_totals(runs: Sequence[RunRecord]) -> list[dict]:
@@ -681,7 +664,7 @@ def write_report(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -
         text = command.read_text(errors="replace").strip()
         if text:
             parts += ["## Command", "", "```", text, "```", ""]
-    return atomic_write_text(env_dir / REPORT_FILE, "\n".join(parts))
+    return write_atomic(env_dir / REPORT_FILE, "\n".join(parts))
 
 
 # ----------------------------------------------------------------------------------------------

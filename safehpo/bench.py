@@ -420,7 +420,7 @@ def _shorten(text: str, limit: int = 400) -> str:
 
 def record_failure(folder: Path, reason: str) -> None:
     """status.json -> failed with the reason; steps_done and wall_seconds kept from the last status."""
-    from .train import write_atomic
+    from .atomic import write_atomic
     status = read_status(folder) or {}
     Path(folder).mkdir(parents=True, exist_ok=True)
     write_atomic(Path(folder) / "status.json", json.dumps({
@@ -717,7 +717,7 @@ def run_grid(suite: Suite, out: Path | str = "results", workers: int | None = No
     check_existing(runs)
     command = command or "safehpo bench (python API)"
 
-    from .train import write_atomic
+    from .atomic import write_atomic
     folders = env_folders(suite)
     env_dirs = [out / folder for folder in folders.values()]
     for env, folder in folders.items():

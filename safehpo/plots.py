@@ -14,8 +14,6 @@ so importing this module for its `plot` / `audit` commands stays cheap.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -27,6 +25,7 @@ from safehpo.aggregate import (
     bootstrap_ci_curve, bucket_run, budget_label, collect_runs, env_budget, env_name,
     find_env_dirs, format_audit, run_summary,
 )
+from safehpo.atomic import replace_atomically
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -82,19 +81,10 @@ def algo_style(algo: str) -> tuple[str, str]:
 
 def save_figure(fig: Figure, path: Path | str) -> Path:
     """savefig to a temporary .png in the same folder, then os.replace onto `path`; closes fig."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        return replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=DPI, bbox_inches="tight"), suffix=".png")
     finally:
         _pyplot().close(fig)
-    return path
 
 
 def _steps_formatter() -> Any:

@@ -234,7 +234,7 @@ def format_table(results: list[SpeedResult]) -> str:
 
 def write_json_atomic(path: Path, doc: dict) -> None:
     """Temporary file in the same folder, then os.replace: a reader never sees half a file."""
-    from .train import write_atomic
+    from .atomic import write_atomic
     write_atomic(path, json.dumps(doc, indent=2) + "\n")
 
 
