@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .config import Config
-from .hamiltonian import GatedKick, critic_force, make_kick, run_chain, leapfrog
+from .hamiltonian import CriticForce, GatedKick, leapfrog, make_kick, momentum_log_prob, run_chain
 from .lagrange import AdamLagrangian, make_multiplier
 from .lyapunov import FilterAudit, epsilon_l, filter_action
 from .nets import CriticStack, SquashedGaussianActor
@@ -149,12 +149,11 @@ class Agent:
 
     def _kick(self, mode: str, obs: torch.Tensor, critics: CriticStack, alpha, lam: float):
         """(kick, force) of the chain driven by Q_lambda of `critics` (conventional or gated kick)."""
-        force = critic_force(lambda a: self.q_lambda(critics, obs, a, lam), self.actor.scale, alpha,
+        force = CriticForce(lambda a: self.q_lambda(critics, obs, a, lam), self.actor.scale, alpha,
                              self.actor.squash, self.cfg.second_order)
         return make_kick(force, self.gated if mode == "gated" else None, obs), force
 
-    def sample(self, obs: torch.Tensor, mode: str, momentum_std: float, alpha, lam: float,
-               critics: CriticStack | None = None):
+    def sample(self, obs: torch.Tensor, mode: str, momentum_std: float, alpha, lam: float):
         """a ~ policy(mode) and its log-density estimate, with the chain (u_K, rho_K, kick, force).
 
         Gaussian: log pi(a|s). Hamiltonian (eq. 12): log N(u_0) - log|squash'(u_K)| + log N(rho_0)
@@ -167,12 +166,11 @@ class Agent:
             return self.actor.squash(u0), log_prob - self.actor.log_det_squash(u0), None
         std = momentum_std if self.algo.momentum else 0.0
         rho0 = std * torch.randn_like(u0) if std > 0 else torch.zeros_like(u0)
-        kick, force = self._kick(mode, obs, critics if critics is not None else self.critics, alpha, lam)
+        kick, force = self._kick(mode, obs, self.critics, alpha, lam)
         u, rho, k = run_chain(u0, rho0, kick, self.cfg.leapfrog_eps, self.cfg.leapfrog_steps)
         log_prob = log_prob - self.actor.log_det_squash(u)
         if std > 0:
-            # + log N(rho_0) - log N(rho_K) = 0.5 beta0 (|rho_K|^2 - |rho_0|^2)
-            log_prob = log_prob + 0.5 * (rho.pow(2).sum(-1) - rho0.pow(2).sum(-1)) / std**2
+            log_prob = log_prob + momentum_log_prob(rho0, std) - momentum_log_prob(rho, std)
         return self.actor.squash(u), log_prob, (u, rho, k, force)
 
     # ---- acting -------------------------------------------------------------------------------

@@ -124,11 +124,6 @@ class CriticForce:
         return self.last_q + ((a - a.detach()) * self.last_dq_da.detach()).sum(-1)
 
 
-def critic_force(q_fn, scale, alpha, squash, second_order: bool = False) -> CriticForce:
-    """The force of eq. 8 in pre-tanh space (see CriticForce)."""
-    return CriticForce(q_fn, scale, alpha, squash, second_order)
-
-
 def make_kick(force: Callable, gated: GatedKick | None, obs: torch.Tensor | None) -> Kick:
     """The kick at u: the raw force (conventional, eq. 9) or the gated kick (eq. 13)."""
     if gated is None:

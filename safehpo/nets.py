@@ -63,16 +63,6 @@ class CriticStack(nn.Module):
         return x.squeeze(-1)
 
 
-def mlp(in_dim: int, hidden: int, layers: int, out_dim: int, activation=nn.ReLU) -> nn.Sequential:
-    mods: list[nn.Module] = []
-    d = in_dim
-    for _ in range(layers):
-        mods += [nn.Linear(d, hidden), activation()]
-        d = hidden
-    mods.append(nn.Linear(d, out_dim))
-    return nn.Sequential(*mods)
-
-
 class SquashedGaussianActor(nn.Module):
     """pi(a|s): u ~ N(mu(s), sigma(s)), a = scale * tanh(u) + bias (SAC's squashed Gaussian).
 

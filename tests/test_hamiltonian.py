@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from safehpo.hamiltonian import (GatedKick, critic_force, leapfrog, make_kick, momentum_log_prob, normalise,
+from safehpo.hamiltonian import (CriticForce, GatedKick, leapfrog, make_kick, momentum_log_prob, normalise,
                                  run_chain)
 from safehpo.nets import CriticStack, SquashedGaussianActor
 
@@ -160,7 +160,7 @@ def test_first_order_force_gives_the_second_order_policy_gradient_for_relu_criti
     def policy_grad(second_order):
         actor.zero_grad()
         q_fn = lambda a: critic(obs, a, detach_params=True).min(0).values
-        force = critic_force(q_fn, actor.scale, 0.2, actor.squash, second_order)
+        force = CriticForce(q_fn, actor.scale, 0.2, actor.squash, second_order)
         mu, std = actor.distribution(obs)
         uK, rhoK, _ = run_chain(mu + std * noise, rho0, force, eps=0.1, steps=3)
         q_fn(actor.squash(uK)).mean().backward()
@@ -185,7 +185,7 @@ def test_reusing_the_last_force_evaluation_gives_the_same_objective_and_gradient
     def objective_and_grad(reuse):
         actor.zero_grad()
         kick_net.zero_grad()
-        force = critic_force(q_fn, actor.scale, 0.3, actor.squash)
+        force = CriticForce(q_fn, actor.scale, 0.3, actor.squash)
         mu, std = actor.distribution(obs)
         uK, _, _ = run_chain(mu + std * noise, rho0, make_kick(force, kick_net, obs), eps=0.1, steps=3)
         a = actor.squash(uK)
