@@ -47,6 +47,11 @@ class EnvSpec:
     path: str = ""                # the file it came from, as shown in error messages
 
     @property
+    def measure_kind(self) -> str:
+        """How an episode's cost is measured: the budget's kind, or the plain sum without a budget."""
+        return self.budget.kind if self.constrained else "sum"
+
+    @property
     def constrained(self) -> bool:
         return self.cost.kind != "none" and self.budget is not None
 

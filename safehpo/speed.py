@@ -96,7 +96,6 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
     rng = np.random.default_rng(cfg.seed)
     env = make_env(spec, seed=cfg.seed)
     low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
-    budget_kind = spec.budget.kind if spec.constrained else "sum"
     agent = Agent.for_env(cfg, spec, env, device)
     fill = max(fill, cfg.batch_size)
     buffer = ReplayBuffer(min(cfg.buffer_size, fill + warmup + steps), agent.obs_dim, len(low), device)
@@ -107,7 +106,7 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
 
     def end_episode() -> np.ndarray:
         """What the training loop does when an episode ends (minus its CSV row)."""
-        agent.multiplier.episode_end(episode_cost_measure(np.asarray(ep_costs), budget_kind, cfg.gamma))
+        agent.multiplier.episode_end(episode_cost_measure(np.asarray(ep_costs), spec.measure_kind, cfg.gamma))
         if not agent.healthy():
             raise TrainingDiverged(f"NaN or infinite loss while measuring {cfg.algo} on {spec.id}")
         ep_costs.clear()

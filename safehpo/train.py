@@ -25,7 +25,7 @@ from . import __version__
 from .agent import ALGOS, Agent, resolve_device
 from .atomic import replace_atomically, write_atomic
 from .buffer import ReplayBuffer
-from .cmdp import EnvSpec, discounted_budget, episode_cost_measure, load_spec, make_env
+from .cmdp import EnvSpec, episode_cost_measure, load_spec, make_env
 from .config import Config, ConfigError, validate
 
 PROGRESS_COLUMNS = ["step", "episode", "return", "cost", "length", "violated", "lambda", "alpha",
@@ -140,7 +140,6 @@ def episode_seed(seed: int, episode: int) -> int:
 def evaluate(agent: Agent, env, spec: EnvSpec, gamma: float, episodes: int, seed: int) -> dict:
     """Deterministic-policy returns and costs (cost in the budget's kind) on a separate env."""
     returns, costs = [], []
-    kind = spec.budget.kind if spec.budget else "sum"
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
         done, ret, step_costs = False, 0.0, []
@@ -150,7 +149,7 @@ def evaluate(agent: Agent, env, spec: EnvSpec, gamma: float, episodes: int, seed
             step_costs.append(float(info["cost"]))
             done = term or trunc
         returns.append(ret)
-        costs.append(episode_cost_measure(np.asarray(step_costs), kind, gamma))
+        costs.append(episode_cost_measure(np.asarray(step_costs), spec.measure_kind, gamma))
     return {"return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
             "cost_mean": float(np.mean(costs)), "cost_std": float(np.std(costs))}
 
@@ -184,10 +183,8 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
     low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
     constrained = spec.constrained
     budget = spec.budget.threshold if constrained else 0.0
-    budget_kind = spec.budget.kind if constrained else "sum"
-    budget_d = discounted_budget(spec, cfg.gamma) if constrained else 0.0
     agent = Agent.for_env(cfg, spec, env, device)
-    buffer = ReplayBuffer(min(cfg.buffer_size, cfg.steps), agent.obs_dim, len(low), device)
+    buffer = ReplayBuffer(min(cfg.buffer_size, cfg.steps), agent.obs_dim, agent.act_dim, device)
 
     progress_log = CsvLog(out / "progress.csv", PROGRESS_COLUMNS)
     eval_log = CsvLog(out / "eval.csv", EVAL_COLUMNS)
@@ -213,8 +210,9 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
         progress_log.truncate(0)
         eval_log.truncate(0)
 
-    config_doc = {**cfg.to_dict(), "spec": spec_summary(spec), "budget": spec_summary(spec)["budget"],
-                  "budget_discounted": budget_d,
+    summary = spec_summary(spec)
+    config_doc = {**cfg.to_dict(), "spec": summary, "budget": summary["budget"],
+                  "budget_discounted": agent.budget_discounted,
                   "versions": package_versions(), "git_revision": git_revision(),
                   "command": command or " ".join(sys.argv)}
     write_atomic(out / "config.yaml", yaml.safe_dump(config_doc, sort_keys=False))
@@ -275,7 +273,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
                 n_evals += 1
 
             if terminated or truncated:
-                ep_cost = episode_cost_measure(ep_costs[:ep_len], budget_kind, cfg.gamma)
+                ep_cost = episode_cost_measure(ep_costs[:ep_len], spec.measure_kind, cfg.gamma)
                 # the multiplier follows the policy's cost, not the uniform warm-up's
                 lam = agent.multiplier.episode_end(ep_cost) if step > cfg.learning_starts else agent.multiplier.value
                 if not agent.healthy():
