@@ -48,6 +48,13 @@ ALGOS: dict[str, Algo] = {
 }
 
 
+def check_algo(name: str, where: str) -> None:
+    """An algorithm name must be a row of ALGOS (one-line ConfigError naming `where`)."""
+    if name not in ALGOS:
+        from .config import ConfigError
+        raise ConfigError(f"{where}: unknown algorithm '{name}' (known: {', '.join(ALGOS)})")
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from .config import Config, ConfigError, apply_overrides, check_keys, data_dir, read_yaml
+from .config import Config, ConfigError, apply_overrides, check_keys, data_dir, read_yaml, writable_folder
 
 POLL_SECONDS = 2.0           # how often the progress bar reads the runs' files
 STOP_SECONDS = 20.0          # how long a stopped worker may take to record its state before SIGKILL
@@ -192,10 +192,9 @@ def check_envs(envs, where: str) -> None:
 
 
 def check_algos(algos, where: str) -> None:
-    from .agent import ALGOS
+    from .agent import check_algo
     for algo in algos:
-        if algo not in ALGOS:
-            raise ConfigError(f"{where}: unknown algorithm '{algo}' (known: {', '.join(ALGOS)})")
+        check_algo(algo, where)
 
 
 def parse_seeds(value: Any, where: str) -> tuple[int, ...]:
@@ -683,16 +682,6 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def check_out(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"--out: cannot write to '{out}': {e.strerror or e}") from None
-
-
 def run_grid(suite: Suite, out: Path | str = "results", workers: int | None = None, backend: str = "local",
              address: str | None = None, progress: bool = True, command: str | None = None,
              aggregate: bool = True) -> GridResult:
@@ -712,7 +701,7 @@ def run_grid(suite: Suite, out: Path | str = "results", workers: int | None = No
     if backend == "ray":
         _import_ray()
     out = Path(out).resolve()
-    check_out(out)
+    writable_folder(out, "--out")
     runs = expand(suite, out)
     check_existing(runs)
     command = command or "safehpo bench (python API)"

@@ -60,11 +60,10 @@ def cmd_algos(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .agent import ALGOS
+    from .agent import check_algo
     from .cmdp import load_spec
     from .train import train
-    if args.algo not in ALGOS:
-        raise ConfigError(f"--algo: unknown algorithm '{args.algo}' (known: {', '.join(ALGOS)})")
+    check_algo(args.algo, "--algo")
     spec = load_spec(args.env)
     cfg = Config(env=args.env, algo=args.algo, seed=args.seed, device=args.device)
     if args.steps is not None:

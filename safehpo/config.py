@@ -8,6 +8,7 @@ exits with code 2.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,19 @@ def read_yaml(path: Path, where: str) -> Any:
         line = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{where}: invalid YAML{line}: {problem}") from None
+
+
+def writable_folder(path: Path | str, where: str) -> Path:
+    """Create `path` if needed and prove it takes a file; else a one-line ConfigError naming `where`."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot write to '{path}': {e.strerror or e}") from None
+    return path
 
 
 def check_keys(raw: Any, where: str, allowed: tuple[str, ...], required: tuple[str, ...]) -> dict:

@@ -462,7 +462,7 @@ def load_run(run_dir: Path | str, where: str = "run") -> tuple[Any, Any, Any]:
     import torch
     import yaml
 
-    from safehpo.agent import ALGOS, Agent
+    from safehpo.agent import Agent, check_algo
     from safehpo.cmdp import load_spec, make_env
     from safehpo.config import Config, ConfigError, apply_overrides
 
@@ -481,8 +481,7 @@ def load_run(run_dir: Path | str, where: str = "run") -> tuple[Any, Any, Any]:
         raise ConfigError(f"{config_path}: expected a mapping of hyperparameters")
     known = Config().to_dict()
     cfg = apply_overrides(Config(), {k: v for k, v in doc.items() if k in known}, where=str(config_path))
-    if cfg.algo not in ALGOS:
-        raise ConfigError(f"{config_path}: unknown algorithm '{cfg.algo}' (known: {', '.join(ALGOS)})")
+    check_algo(cfg.algo, str(config_path))
     if not ckpt_path.is_file():
         raise ConfigError(f"{where} {run_dir}: no checkpoint.pt (the run has not reached its first checkpoint)")
     try:

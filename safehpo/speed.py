@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .agent import ALGOS, Agent, resolve_device
+from .agent import ALGOS, Agent, check_algo, resolve_device
 from .buffer import ReplayBuffer
 from .cmdp import EnvSpec, episode_cost_measure, load_spec, make_env
 from .config import Config, ConfigError, apply_overrides
@@ -198,8 +198,7 @@ def plan(args) -> tuple[list[Config], dict[str, EnvSpec], dict]:
         raise ConfigError(f"--device: must be one of auto, cpu, cuda, got '{args.device}'")
     algos = _list_flag("--algos", args.algos)
     for algo in algos:
-        if algo not in ALGOS:
-            raise ConfigError(f"--algos: unknown algorithm '{algo}' (known: {', '.join(ALGOS)})")
+        check_algo(algo, "--algos")
     ks = [_int_flag("--k", k, 0) for k in _list_flag("--k", args.k)]
     specs = {}
     for name in _list_flag("--envs", args.envs):

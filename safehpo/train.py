@@ -22,11 +22,11 @@ import torch
 import yaml
 
 from . import __version__
-from .agent import ALGOS, Agent, resolve_device
+from .agent import Agent, check_algo, resolve_device
 from .atomic import replace_atomically, write_atomic
 from .buffer import ReplayBuffer
 from .cmdp import EnvSpec, episode_cost_measure, load_spec, make_env
-from .config import Config, ConfigError, validate
+from .config import Config, ConfigError, validate, writable_folder
 
 PROGRESS_COLUMNS = ["step", "episode", "return", "cost", "length", "violated", "lambda", "alpha",
                     "rejected", "leapfrog_steps", "unsafe_fallbacks", "sps"]
@@ -158,17 +158,9 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
           command: str | None = None) -> RunResult:
     """Train one (env, algo, seed) run into `out`. With resume, continue from out/checkpoint.pt."""
     cfg = validate(cfg)
-    if cfg.algo not in ALGOS:
-        raise ConfigError(f"--algo: unknown algorithm '{cfg.algo}' (known: {', '.join(ALGOS)})")
+    check_algo(cfg.algo, "--algo")
     spec = load_spec(cfg.env)
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"--out: cannot write to '{out}': {e.strerror}") from None
+    out = writable_folder(out, "--out")
     ckpt_path = out / "checkpoint.pt"
     status_path = out / "status.json"
     if not resume and ((out / "progress.csv").exists() or ckpt_path.exists()):
