@@ -239,15 +239,27 @@ def _check_cost_fits(spec: EnvSpec, env: gymnasium.Env, where: str) -> None:
     elif cost.kind == "env":
         needed = ("cost",)
     if needed:  # one step of a throwaway copy shows what the base env reports (~5 ms)
+        info_keys = _step_info_keys(spec)
+        missing = [key for key in needed if key not in info_keys]
+        if missing:
+            field = "cost.params.measure" if cost.kind == "velocity" else "cost.kind"
+            raise ConfigError(f"{where}: field '{field}': {spec.base} reports no info['{missing[0]}'] "
+                              f"(its info keys: {', '.join(info_keys)})")
+
+
+_INFO_KEYS: dict[str, tuple[str, ...]] = {}  # (base, kwargs, steps) -> info keys of one step
+
+
+def _step_info_keys(spec: EnvSpec) -> tuple[str, ...]:
+    """The info keys of one step of a throwaway copy of the base env (built once per process)."""
+    key = repr((spec.base, sorted(spec.kwargs.items()), spec.max_episode_steps))
+    if key not in _INFO_KEYS:
         probe = gymnasium.make(spec.base, max_episode_steps=spec.max_episode_steps, **spec.kwargs)
         probe.reset(seed=0)
         info = probe.step(probe.action_space.sample())[4]
         probe.close()
-        missing = [key for key in needed if key not in info]
-        if missing:
-            field = "cost.params.measure" if cost.kind == "velocity" else "cost.kind"
-            raise ConfigError(f"{where}: field '{field}': {spec.base} reports no info['{missing[0]}'] "
-                              f"(its info keys: {', '.join(sorted(info))})")
+        _INFO_KEYS[key] = tuple(sorted(info))
+    return _INFO_KEYS[key]
 
 
 def _one_line(error: Exception) -> str:
