@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import re
 import shlex
@@ -34,7 +33,8 @@ from typing import Any, Iterator
 
 import yaml
 
-from .config import Config, ConfigError, apply_overrides, check_keys, data_dir, read_yaml, writable_folder
+from .config import (Config, ConfigError, apply_overrides, check_keys, data_dir, parse_int, read_yaml,
+                     writable_folder)
 
 POLL_SECONDS = 2.0           # how often the progress bar reads the runs' files
 STOP_SECONDS = 20.0          # how long a stopped worker may take to record its state before SIGKILL
@@ -125,7 +125,7 @@ def parse_suite(raw: Any, where: str, base_dir: Path | None = None) -> Suite:
     algos = _names(raw["algos"], where, "algos")
     check_algos(algos, f"{where}: field 'algos'")
     seeds = parse_seeds(raw["seeds"], f"{where}: field 'seeds'")
-    numbers = {key: _integer(raw[key], f"{where}: field '{key}'", minimum=0 if key == "learning_starts" else 1)
+    numbers = {key: parse_int(raw[key], f"{where}: field '{key}'", minimum=0 if key == "learning_starts" else 1)
                for key in _RUN_FIELDS if key in raw}
     overrides = raw.get("overrides") or {}
     if not (isinstance(overrides, dict) and all(isinstance(k, str) for k in overrides)):
@@ -159,7 +159,7 @@ def resolve(suite: Suite, envs: list[str] | None = None, algos: list[str] | None
     if seeds is not None:
         changes["seeds"] = parse_seeds(seeds, "--seeds")
     if steps is not None:
-        changes["steps"] = _integer(steps, "--steps", minimum=1)
+        changes["steps"] = parse_int(steps, "--steps", minimum=1)
     suite = _replace(suite, **changes)
     if sets:
         for item in sets:
@@ -204,9 +204,9 @@ def parse_seeds(value: Any, where: str) -> tuple[int, ...]:
     if isinstance(value, list):
         if not value:
             raise ConfigError(f"{where}: expected a count or a non-empty list of seeds, got []")
-        seeds = tuple(_integer(v, where, minimum=0) for v in value)
+        seeds = tuple(parse_int(v, where, minimum=0) for v in value)
         return _unique(seeds, where)
-    return tuple(range(_integer(value, where, minimum=1)))
+    return tuple(range(parse_int(value, where, minimum=1)))
 
 
 def env_folder_name(spec_id: str) -> str:
@@ -227,17 +227,6 @@ def _unique(values, where: str) -> tuple:
             raise ConfigError(f"{where}: '{v}' is listed twice")
         seen.append(v)
     return tuple(seen)
-
-
-def _integer(value: Any, where: str, minimum: int) -> int:
-    number = value
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            number = float(value.replace("_", "")) if value.strip() else value
-    if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number) \
-            or not float(number).is_integer() or number < minimum:
-        raise ConfigError(f"{where}: expected an integer >= {minimum}, got {value!r}")
-    return int(number)
 
 
 def _near(env: str, base_dir: Path | None) -> str:
@@ -805,7 +794,7 @@ def cmd_bench(args) -> int:
     if args.algos is not None and not algos:
         raise ConfigError(f"--algos: expected a comma-separated list of algorithms, got '{args.algos}'")
     suite = resolve(suite, envs=args.env, algos=algos, seeds=args.seeds, steps=args.steps, sets=args.set)
-    workers = None if args.workers is None else _integer(args.workers, "--workers", minimum=1)
+    workers = None if args.workers is None else parse_int(args.workers, "--workers", minimum=1)
     if args.address and args.backend != "ray":
         raise ConfigError("--address: only with --backend ray")
     command = "safehpo " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] \

@@ -7,7 +7,9 @@ exits with code 2.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -43,6 +45,18 @@ def read_yaml(path: Path, where: str) -> Any:
         line = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{where}: invalid YAML{line}: {problem}") from None
+
+
+def parse_int(value: Any, where: str, minimum: int) -> int:
+    """An integer >= minimum from YAML or a flag ("20_000", "1e6", 5.0 accepted); else one-line ConfigError."""
+    number = value
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = float(value.replace("_", "")) if value.strip() else value
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number) \
+            or not float(number).is_integer() or number < minimum:
+        raise ConfigError(f"{where}: expected an integer >= {minimum}, got {value!r}")
+    return int(number)
 
 
 def writable_folder(path: Path | str, where: str) -> Path:

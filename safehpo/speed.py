@@ -36,7 +36,7 @@ from tqdm import tqdm
 from .agent import ALGOS, Agent, check_algo, resolve_device
 from .buffer import ReplayBuffer
 from .cmdp import EnvSpec, episode_cost_measure, load_spec, make_env
-from .config import Config, ConfigError, apply_overrides
+from .config import Config, ConfigError, apply_overrides, parse_int
 
 DEFAULT_ALGOS = ("sac", "sac-lag", "sac-hpo")
 DEFAULT_K = (1, 3, 5)
@@ -169,18 +169,6 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
 
 
 # ---- the command ------------------------------------------------------------------------------
-def _int_flag(flag: str, text: str, minimum: int) -> int:
-    try:
-        value = float(text)
-        if not value.is_integer():
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"{flag}: expected an integer, got '{text}'") from None
-    if value < minimum:
-        raise ConfigError(f"{flag}: must be >= {minimum}, got {int(value)}")
-    return int(value)
-
-
 def _list_flag(flag: str, text: str) -> list[str]:
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
@@ -190,16 +178,16 @@ def _list_flag(flag: str, text: str) -> list[str]:
 
 def plan(args) -> tuple[list[Config], dict[str, EnvSpec], dict]:
     """Check every flag (ConfigError naming it) and return the configurations to measure."""
-    steps = _int_flag("--steps", args.steps, 1)
-    warmup = _int_flag("--warmup", args.warmup, 0)
-    threads = _int_flag("--threads", args.threads, 1)
-    fill = _int_flag("--fill", args.fill, 1)
+    steps = parse_int(args.steps, "--steps", 1)
+    warmup = parse_int(args.warmup, "--warmup", 0)
+    threads = parse_int(args.threads, "--threads", 1)
+    fill = parse_int(args.fill, "--fill", 1)
     if args.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"--device: must be one of auto, cpu, cuda, got '{args.device}'")
     algos = _list_flag("--algos", args.algos)
     for algo in algos:
         check_algo(algo, "--algos")
-    ks = [_int_flag("--k", k, 0) for k in _list_flag("--k", args.k)]
+    ks = [parse_int(k, "--k", 0) for k in _list_flag("--k", args.k)]
     specs = {}
     for name in _list_flag("--envs", args.envs):
         try:
