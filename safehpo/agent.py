@@ -150,14 +150,37 @@ class Agent:
             q_lam = q_lam - (lam / self.cfg.cost_scale) * q[2]
         return q_lam
 
+    def q_lambda_at(self, critics: CriticStack, obs: torch.Tensor, lam: float):
+        """a -> (Q_lambda(s, a), dQ_lambda/da) at the states `obs`, hand-written (nets.CriticsAt).
+
+        dQ_lambda/dq: the twin minimum's indicator (ties split in half, as autograd's minimum
+        does) and -lambda/cost_scale for the cost member, which is left out while lambda = 0.
+        """
+        with_cost = self.uses_cost and lam != 0.0
+        at = critics.at(obs, slice(0, 3 if with_cost else 2))
+        c_cost = lam / self.cfg.cost_scale
+
+        def combine(q: torch.Tensor):
+            q1, q2 = q[0], q[1]
+            tie = 0.5 * (q1 == q2)
+            coef = [(q1 < q2) + tie, (q2 < q1) + tie]
+            v = torch.minimum(q1, q2)
+            if with_cost:
+                v = v - c_cost * q[2]
+                coef.append(torch.ones_like(q1) * -c_cost)  # inf, not an error, for an overflowing lambda
+            return v, torch.stack(coef)
+
+        return lambda act: at.value_and_grad(act, combine)
+
     def cost_value(self, obs: torch.Tensor, act: torch.Tensor) -> float:
         """Q_C(s, a) of the target cost critic, one state, in the spec's units (the filter's test)."""
         return float(self.critics_target(obs, act, members=slice(2, 3))[0, 0]) / self.cfg.cost_scale
 
     def _kick(self, mode: str, obs: torch.Tensor, critics: CriticStack, alpha, lam: float):
         """(kick, force) of the chain driven by Q_lambda of `critics` (conventional or gated kick)."""
+        q_and_grad = None if self.cfg.second_order else self.q_lambda_at(critics, obs, lam)
         force = CriticForce(lambda a: self.q_lambda(critics, obs, a, lam), self.actor.scale, alpha,
-                             self.actor.squash, self.cfg.second_order)
+                             self.actor.squash, self.cfg.second_order, q_and_grad)
         return make_kick(force, self.gated if mode == "gated" else None, obs), force
 
     def sample(self, obs: torch.Tensor, mode: str, momentum_std: float, alpha, lam: float):

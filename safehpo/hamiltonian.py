@@ -88,18 +88,32 @@ class CriticForce:
     taken on a detached copy of a, without a graph; only the squash factor (1 - tanh^2 u) stays
     in the graph. For ReLU critics d^2Q/da^2 = 0, so this gives the same policy gradient as
     second order (create_graph=True), which is kept as an ablation. Works under no_grad too.
+    `q_and_grad(a) -> (Q_lambda, dQ_lambda/da)`, where given, replaces autograd in first order
+    (the agent passes the hand-written gradient of nets.CriticsAt).
     Remembers Q_lambda and dQ_lambda/da at the last point it was evaluated (see `q_at_last`).
     """
 
     def __init__(self, q_fn: Callable[[torch.Tensor], torch.Tensor], scale: torch.Tensor,
                  alpha: torch.Tensor | float, squash: Callable[[torch.Tensor], torch.Tensor],
-                 second_order: bool = False):
+                 second_order: bool = False,
+                 q_and_grad: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None):
         self.q_fn, self.scale, self.alpha, self.squash, self.second_order = q_fn, scale, alpha, squash, second_order
+        self.q_and_grad = q_and_grad
         self.last_u: torch.Tensor | None = None
         self.last_q: torch.Tensor | None = None
         self.last_dq_da: torch.Tensor | None = None
 
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        if self.q_and_grad is not None and not self.second_order:
+            with torch.no_grad():
+                q, dq_da = self.q_and_grad(self.squash(u.detach()))
+        else:
+            q, dq_da = self._autograd(u)
+        self.last_u, self.last_q, self.last_dq_da = u, q.detach(), dq_da
+        t = torch.tanh(u)
+        return dq_da * self.scale * (1.0 - t * t) / self.alpha - 2.0 * t
+
+    def _autograd(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.enable_grad():
             if self.second_order:
                 u_in = u if u.requires_grad else u.detach().requires_grad_(True)
@@ -110,9 +124,7 @@ class CriticForce:
                 a = self.squash(u.detach()).requires_grad_(True)
                 q = self.q_fn(a)
                 (dq_da,) = torch.autograd.grad(q.sum(), a)
-        self.last_u, self.last_q, self.last_dq_da = u, q.detach(), dq_da
-        t = torch.tanh(u)
-        return dq_da * self.scale * (1.0 - t * t) / self.alpha - 2.0 * t
+        return q, dq_da
 
     def q_at_last(self, a: torch.Tensor) -> torch.Tensor:
         """Q_lambda(s, a) at the last evaluated point a = squash(last_u), without a new critic pass.

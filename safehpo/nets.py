@@ -50,17 +50,58 @@ class CriticStack(nn.Module):
         """[M', B] values of the selected members (a slice of the stack: no copy, less work)."""
         x = torch.cat([obs, act], dim=-1)
         layers = self.layers
-        first = layers[0].weight[members]
-        x = x.unsqueeze(0).expand(first.shape[0], *x.shape)
+        whole = members == slice(None) or members == slice(0, self.members)
+        params = [(l.weight, l.bias) if whole else (l.weight[members], l.bias[members]) for l in layers]
+        x = x.unsqueeze(0).expand(params[0][0].shape[0], *x.shape)
         last = len(layers) - 1
-        for i, layer in enumerate(layers):
-            w, b = layer.weight[members], layer.bias[members]
+        for i, (w, b) in enumerate(params):
             if detach_params:
                 w, b = w.detach(), b.detach()
             x = torch.baddbmm(b, x, w)
             if i < last:
                 x = torch.relu_(x)  # in place: one buffer less to stream through the cache
         return x.squeeze(-1)
+
+    def at(self, obs: torch.Tensor, members: slice = slice(None)) -> "CriticsAt":
+        """The selected members at a fixed batch of states, for many actions (see `CriticsAt`)."""
+        return CriticsAt(self, obs, members)
+
+
+class CriticsAt:
+    """Q_m(s, .) of a critic stack at fixed states, with a hand-written action gradient.
+
+    For the Hamiltonian chain and the actor step, which evaluate the same states at several
+    actions with detached weights: the states' share of the first layer, s W1_s + b1, is
+    computed once; `value_and_grad` returns sum_m c_m Q_m and its gradient in a by the chain
+    rule written out for the ReLU MLP, dQ_m/da = W1_a diag(1[h1 > 0]) W2 diag(1[h2 > 0]) w3,
+    without building an autograd graph. Values and gradients equal autograd's (tests).
+    """
+
+    def __init__(self, stack: CriticStack, obs: torch.Tensor, members: slice = slice(None)):
+        (w1, b1), (w2, b2), (w3, b3) = [(l.weight[members].detach(), l.bias[members].detach()) for l in stack.layers]
+        obs_dim, m = obs.shape[-1], w1.shape[0]
+        self.state_part = torch.baddbmm(b1, obs.unsqueeze(0).expand(m, *obs.shape), w1[:, :obs_dim])
+        self.w1a, self.w2, self.b2, self.w3, self.b3 = w1[:, obs_dim:], w2, b2, w3, b3
+
+    def _hidden(self, act: torch.Tensor):
+        x = act.unsqueeze(0).expand(self.w1a.shape[0], *act.shape)
+        h1 = torch.relu_(torch.baddbmm(self.state_part, x, self.w1a))
+        h2 = torch.relu_(torch.baddbmm(self.b2, h1, self.w2))
+        return h1, h2
+
+    def values(self, act: torch.Tensor) -> torch.Tensor:
+        """[M', B] values Q_m(s, a)."""
+        return torch.baddbmm(self.b3, self._hidden(act)[1], self.w3).squeeze(-1)
+
+    def value_and_grad(self, act: torch.Tensor, combine) -> tuple[torch.Tensor, torch.Tensor]:
+        """(v, dv/da) for v = combine(q): `combine` maps the [M', B] values to (v [B], c [M', B]),
+        c = dv/dq (e.g. the twin minimum's indicator, -lambda for the cost member)."""
+        h1, h2 = self._hidden(act)
+        q = torch.baddbmm(self.b3, h2, self.w3).squeeze(-1)
+        v, c = combine(q)
+        g2 = torch.ops.aten.threshold_backward(c.unsqueeze(-1) * self.w3.transpose(1, 2), h2, 0.0)
+        g1 = torch.ops.aten.threshold_backward(torch.bmm(g2, self.w2.transpose(1, 2)), h1, 0.0)
+        return v, torch.bmm(g1, self.w1a.transpose(1, 2)).sum(0)
 
 
 class SquashedGaussianActor(nn.Module):

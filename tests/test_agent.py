@@ -79,3 +79,23 @@ def test_filter_decisions_do_not_depend_on_cost_scale():
             agent.act(np.random.default_rng(0).normal(size=3).astype(np.float32))
         decisions.append((round(agent.eps_l, 6), agent.audit.rejected, agent.audit.unsafe_fallbacks))
     assert decisions[0] == decisions[1]
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.8])
+@pytest.mark.parametrize("tied", [False, True])
+def test_hand_written_q_lambda_gradient_equals_autograd(lam, tied):
+    """The chain's force uses q_lambda_at (no autograd): value and dQ_lambda/da equal autograd of
+    q_lambda, also where the twins tie (autograd's minimum gives each half the gradient)."""
+    agent = small_agent("sac-hpo", cost_scale=0.5)
+    if tied:
+        with torch.no_grad():
+            for layer in agent.critics.layers:
+                layer.weight[1].copy_(layer.weight[0])
+                layer.bias[1].copy_(layer.bias[0])
+    obs, act = torch.randn(32, 3), torch.rand(32, 2) - 0.5
+    v, dv = agent.q_lambda_at(agent.critics, obs, lam)(act)
+    a = act.clone().requires_grad_(True)
+    v_ref = agent.q_lambda(agent.critics, obs, a, lam)
+    (dv_ref,) = torch.autograd.grad(v_ref.sum(), a)
+    torch.testing.assert_close(v, v_ref.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(dv, dv_ref, rtol=1e-5, atol=1e-6)
