@@ -102,10 +102,11 @@ class Agent:
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.alpha_init)))
         self.to(self.device)
 
+        # one optimiser step per network group: critics; policy (actor, leapfrog nets) with the
+        # temperature, whose loss is separate but whose Adam step is per parameter all the same
         policy_params = list(self.actor.parameters()) + (list(self.gated.parameters()) if self.gated else [])
-        self.actor_opt = adam(policy_params, cfg.lr)
+        self.actor_opt = adam(policy_params + [self.log_alpha], cfg.lr)
         self.critic_opt = adam(self.critics.parameters(), cfg.lr)
-        self.alpha_opt = adam([self.log_alpha], cfg.lr)
         self.target_entropy = -float(act_dim)
 
         kind = {"none": "none", "lagrange": cfg.lagrange, "pid": "pid"}[self.algo.multiplier]
@@ -279,16 +280,13 @@ class Agent:
             objective = objective / (1.0 + lam)
         actor_loss = -objective.mean()
         self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
+        actor_loss.backward()  # alpha enters detached: log_alpha.grad stays None here
+        if cfg.autotune_alpha:  # temperature loss -log_alpha E[log pi + target entropy]: its gradient
+            self.log_alpha.grad = -(logp.detach().mean() + self.target_entropy)
         if self.filter_on:  # pi_B: the policy before this update
             torch._foreach_copy_(self._actor_prev_params, [p.detach() for p in self._actor_params])
-        self.actor_opt.step()
+        self.actor_opt.step()  # policy and temperature (a None gradient is skipped)
 
-        if cfg.autotune_alpha:
-            alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
-            self.alpha_opt.zero_grad(set_to_none=True)
-            alpha_loss.backward()
-            self.alpha_opt.step()
         if isinstance(self.multiplier, AdamLagrangian):
             self.multiplier.step()
 
@@ -314,7 +312,7 @@ class Agent:
             "critics": self.critics.state_dict(), "critics_target": self.critics_target.state_dict(),
             "log_alpha": self.log_alpha.detach().clone(),
             "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-            "alpha_opt": self.alpha_opt.state_dict(), "multiplier": self.multiplier.state_dict(),
+            "multiplier": self.multiplier.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -328,5 +326,4 @@ class Agent:
             self.log_alpha.copy_(state["log_alpha"])
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
-        self.alpha_opt.load_state_dict(state["alpha_opt"])
         self.multiplier.load_state_dict(state["multiplier"])

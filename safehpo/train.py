@@ -33,6 +33,7 @@ PROGRESS_COLUMNS = ["step", "episode", "return", "cost", "length", "violated", "
 EVAL_COLUMNS = ["step", "return_mean", "return_std", "cost_mean", "cost_std"]
 TIMING_COLUMNS = {"sps"}
 RESUMABLE_CHANGES = {"steps", "device", "threads"}  # what a resumed run may change
+CHECKPOINT_FORMAT = 2  # 2: one optimiser for the policy and the temperature (1: a separate alpha_opt)
 
 
 class TrainingDiverged(RuntimeError):
@@ -183,6 +184,10 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
     step, episode, n_evals, wall_before = 0, 0, 0, 0.0
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state.get("format", 1) != CHECKPOINT_FORMAT:
+            raise ConfigError(f"--resume: '{ckpt_path}' was written by another safehpo version (checkpoint format "
+                              f"{state.get('format', 1)}, this one reads {CHECKPOINT_FORMAT}); start the run afresh "
+                              f"in another --out")
         saved, asked = state["config"], cfg.to_dict()
         changed = [k for k in asked if k not in RESUMABLE_CHANGES and saved.get(k) != asked[k]]
         if changed:
@@ -215,7 +220,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
 
     def checkpoint() -> None:
         save_checkpoint(ckpt_path, {
-            "config": cfg.to_dict(), "agent": agent.state_dict(), "buffer": buffer.state_dict(),
+            "format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "agent": agent.state_dict(), "buffer": buffer.state_dict(),
             "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
             "step": step, "episode": episode, "evals": n_evals,

@@ -102,6 +102,18 @@ def test_resume_with_other_hyperparameters_is_refused(speed_spec, tmp_path):
     assert proc.returncode == 2 and "lr=0.0003" in proc.stderr and "lr=0.001" in proc.stderr
 
 
+def test_resume_of_a_checkpoint_of_another_format_is_refused(speed_spec, tmp_path):
+    out = train(tiny_cfg(speed_spec, steps=200), tmp_path / "run", progress=False).out
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    del state["format"]  # as written before the format was recorded
+    torch.save(state, out / "checkpoint.pt")
+    before = (out / "progress.csv").read_bytes()
+    proc = run_cli("train", "--env", speed_spec, "--algo", "sac-lag", "--steps", "400", "--resume", "--quiet",
+                   *[x for s in TINY for x in ("--set", s)], "--out", str(out))
+    assert proc.returncode == 2 and "checkpoint format 1, this one reads 2" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and (out / "progress.csv").read_bytes() == before
+
+
 def test_hpo_filter_rejects_and_counts(torque_spec, tmp_path):
     """With a budget no action can meet, eps_L < 0 and the Lyapunov filter must reject."""
     out = train(tiny_cfg(torque_spec, algo="sac-hpo", steps=300, extra=["k_max=3"]), tmp_path / "run",
