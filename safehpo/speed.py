@@ -16,7 +16,9 @@ Reported per (algo, env, K), each the median over the chunks: env steps/s, milli
 `agent.update` call (timed alone, around the call only; CUDA is synchronised on both sides),
 the rest of a step (act, env step, buffer, episode ends), and the process CPU time per step (on
 a machine shared with other jobs, wall time includes waiting for a core; CPU time does not).
-Evaluation, CSV logging and checkpoints are not part of it.
+Also the matrix-multiply work of one update (GFLOP, counted by torch) and `floor_ms`, that work
+at the device's measured rate for the critics' batched matmul: how far an update is from what
+its arithmetic alone costs. Evaluation, CSV logging and checkpoints are not part of it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,38 @@ class SpeedResult:
     ms_per_step: float      # 1000 / steps_per_s
     ms_act_env: float       # the rest of a step: act, env.step, buffer add + sample, episode ends (median)
     cpu_ms_per_step: float  # process CPU time per step (median): less sensitive than wall time to a shared machine
+    gflop_per_update: float = 0.0  # matrix-multiply work of one agent.update (torch's FlopCounterMode)
+    floor_ms: float = 0.0          # gflop_per_update at the measured matmul rate: no update can be faster
+
+
+def update_gflop(agent: Agent, batch: dict) -> float:
+    """GFLOP of the matrix multiplies of one agent.update (forward and backward), counted by torch.
+
+    Runs the update (an untimed warm-up step). Elementwise work is not counted: it is the
+    difference between the measured time and `floor_ms`.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        agent.update(batch)
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_gflops(device: torch.device, members: int = 3, width: int = 256, batch: int = 256,
+                  seconds: float = 0.3) -> float:
+    """Measured GFLOP/s of the critic stack's hidden layer, [M, B, H] x [M, H, H] (batched matmul)."""
+    x = torch.randn(members, batch, width, device=device)
+    w = torch.randn(members, width, width, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(10):
+        torch.bmm(x, w)
+    sync()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(10):
+            torch.bmm(x, w)
+        n += 10
+        sync()
+    return 2.0 * members * batch * width * width * n / (time.perf_counter() - t0) / 1e9
 
 
 def machine_info(device: torch.device) -> dict:
@@ -82,11 +116,12 @@ def machine_info(device: torch.device) -> dict:
 
 
 def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int = 1000,
-            chunks: int = CHUNKS) -> SpeedResult:
+            chunks: int = CHUNKS, gflops: float = 0.0) -> SpeedResult:
     """Time `steps` iterations of the update-phase training loop of cfg.algo on spec (see module doc).
 
     cfg.leapfrog_steps is the K of a Hamiltonian algorithm; cfg.threads, cfg.device and
-    cfg.seed are used as a run would use them.
+    cfg.seed are used as a run would use them. `gflops`: the device's matmul rate (matmul_gflops),
+    for floor_ms; 0 leaves it 0.
     """
     from .train import TrainingDiverged, keep_freed_memory
     keep_freed_memory()  # as the training loop does
@@ -148,6 +183,7 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
         return in_update
 
     try:
+        gflop = update_gflop(agent, buffer.sample(cfg.batch_size, rng))
         loop(warmup)
         sizes = [len(c) for c in np.array_split(np.arange(steps), min(chunks, steps))]
         step_ms, update_ms, rest_ms, cpu_ms = [], [], [], []
@@ -165,7 +201,8 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
     ms_per_step = statistics.median(step_ms)  # with an odd chunk count: exactly the median chunk's
     k = cfg.leapfrog_steps if ALGOS[cfg.algo].hamiltonian else 0
     return SpeedResult(cfg.algo, spec.id, k, 1000.0 / ms_per_step, statistics.median(update_ms), ms_per_step,
-                       statistics.median(rest_ms), statistics.median(cpu_ms))
+                       statistics.median(rest_ms), statistics.median(cpu_ms), gflop,
+                       1000.0 * gflop / gflops if gflops > 0 else 0.0)
 
 
 # ---- the command ------------------------------------------------------------------------------
@@ -210,11 +247,11 @@ def plan(args) -> tuple[list[Config], dict[str, EnvSpec], dict]:
 
 def format_table(results: list[SpeedResult]) -> str:
     header = (f"{'algo':<16}{'env':<22}{'K':>3}{'steps/s':>10}{'ms/update':>11}{'ms/act+env':>12}"
-              f"{'cpu ms/step':>13}")
+              f"{'cpu ms/step':>13}{'GFLOP/upd':>11}{'floor ms':>10}")
     lines = [header, "-" * len(header)]
     for r in results:
         lines.append(f"{r.algo:<16}{r.env:<22}{r.k:>3}{r.steps_per_s:>10.1f}{r.ms_per_update:>11.2f}"
-                     f"{r.ms_act_env:>12.2f}{r.cpu_ms_per_step:>13.2f}")
+                     f"{r.ms_act_env:>12.2f}{r.cpu_ms_per_step:>13.2f}{r.gflop_per_update:>11.3f}{r.floor_ms:>10.2f}")
     return "\n".join(lines)
 
 
@@ -235,16 +272,19 @@ def cmd_speed(args) -> int:
     except OSError:
         raise ConfigError(f"--out: cannot write '{out}'") from None
     torch.set_num_threads(configs[0].threads)
+    gflops = matmul_gflops(device)
     results = []
     with tqdm(configs, desc="speed", unit="config", disable=args.quiet, dynamic_ncols=True) as bar:
         for cfg in bar:
             k = f" K={cfg.leapfrog_steps}" if ALGOS[cfg.algo].hamiltonian else ""
             bar.set_postfix_str(f"{cfg.algo} {cfg.env}{k}")
-            results.append(measure(cfg, specs[cfg.env], n["steps"], n["warmup"], n["fill"]))
+            results.append(measure(cfg, specs[cfg.env], n["steps"], n["warmup"], n["fill"], gflops=gflops))
     print(format_table(results))
+    print(f"floor ms = GFLOP/update at {gflops:.0f} GFLOP/s, this device's measured rate for the critic stack's "
+          f"[3, 256, 256] x [3, 256, 256] batched matmul")
     from .train import package_versions
     doc = {"machine": machine_info(device), "torch": str(torch.__version__), "versions": package_versions(),
-           "threads": configs[0].threads, "device": str(device),
+           "threads": configs[0].threads, "device": str(device), "matmul_gflops": gflops,
            "steps": n["steps"], "warmup": n["warmup"], "fill": n["fill"],
            "chunks": min(CHUNKS, n["steps"]), "lambda_init": configs[0].lambda_init,
            "overrides": list(args.set or []),

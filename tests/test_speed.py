@@ -32,8 +32,15 @@ def test_speed_writes_one_positive_result_per_algo_env_k(tmp_path, capsys):
         # the update is part of the step, and the rate is the step time's inverse
         assert r["ms_per_update"] < r["ms_per_step"]
         assert r["ms_per_step"] == pytest.approx(1000.0 / r["steps_per_s"])
+    # matmul work grows with K; at the measured matmul rate it is a floor below the measured update
+    gflop = [r["gflop_per_update"] for r in doc["results"]]
+    assert 0 < gflop[0] < gflop[1] < gflop[2]
+    assert doc["matmul_gflops"] > 0
+    for r in doc["results"]:
+        assert r["floor_ms"] == pytest.approx(1000.0 * r["gflop_per_update"] / doc["matmul_gflops"])
+        assert 0 < r["floor_ms"] < r["ms_per_update"]
     table = capsys.readouterr().out
-    assert "sac-hpo" in table and "ms/update" in table
+    assert "sac-hpo" in table and "ms/update" in table and "floor ms" in table
     assert not list(out.parent.glob(".*.tmp"))  # the atomic write left no temporary file
 
 
@@ -55,3 +62,34 @@ def test_bad_flags_exit_2_with_one_line(flags, names, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and names in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("lam", [1.0, 0.0])
+def test_update_gflop_is_the_matmul_work_the_design_counts(lam):
+    """One sac-lag update multiplies exactly: the critic target (actor on s', three target critics),
+    the critic loss (forward, weight gradients, input gradients of layers 2-3), the actor step
+    (actor, then the critics with detached weights: input gradients only, the cost critic only
+    while lambda > 0) and the actor's backward. Extra work (say, critic weight gradients in the
+    actor step) fails this."""
+    import numpy as np
+    import torch
+
+    from safehpo.agent import Agent
+    from safehpo.config import Config
+    from safehpo.speed import update_gflop
+
+    d, A, H, Ha, B = 5, 2, 16, 12, 32
+    cfg = Config(algo="sac-lag", hidden=H, actor_hidden=Ha, batch_size=B, lambda_init=lam)
+    agent = Agent(cfg, d, -np.ones(A, np.float32), np.ones(A, np.float32), constrained=True, budget=1.0)
+    batch = {"obs": torch.randn(B, d), "act": torch.rand(B, A), "next_obs": torch.randn(B, d),
+             "rew": torch.randn(B), "cost": torch.rand(B), "done": torch.zeros(B)}
+    critic = 2 * B * ((d + A) * H + H * H + H)           # one member's forward
+    critic_input_grads = 2 * B * (H + H * H + H * (d + A))
+    actor = 2 * B * (d * Ha + Ha * Ha + Ha * 2 * A)
+    actor_input_grads = 2 * B * (Ha * Ha + Ha * 2 * A)     # layers 2 and 3 (s needs no gradient)
+    actor_step_members = 3 if lam > 0 else 2
+    expected = (actor + 3 * critic                                     # target
+                + 3 * critic + 3 * critic + 3 * (2 * B * (H * H + H))  # loss: forward, weight grads, input grads
+                + actor + actor_step_members * (critic + critic_input_grads)
+                + actor + actor_input_grads)                            # actor backward
+    assert update_gflop(agent, batch) * 1e9 == pytest.approx(expected, rel=1e-9)
