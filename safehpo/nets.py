@@ -99,9 +99,11 @@ class CriticsAt:
         h1, h2 = self._hidden(act)
         q = torch.baddbmm(self.b3, h2, self.w3).squeeze(-1)
         v, c = combine(q)
-        g2 = torch.ops.aten.threshold_backward(c.unsqueeze(-1) * self.w3.transpose(1, 2), h2, 0.0)
+        # dQ_m/da for every row, then weighted by c: the rows' weights commute with the matmuls,
+        # so they scale the small [M', B, A] result instead of a [M', B, H] activation
+        g2 = torch.ops.aten.threshold_backward(self.w3.transpose(1, 2).expand_as(h2), h2, 0.0)
         g1 = torch.ops.aten.threshold_backward(torch.bmm(g2, self.w2.transpose(1, 2)), h1, 0.0)
-        return v, torch.bmm(g1, self.w1a.transpose(1, 2)).sum(0)
+        return v, (torch.bmm(g1, self.w1a.transpose(1, 2)) * c.unsqueeze(-1)).sum(0)
 
 
 class SquashedGaussianActor(nn.Module):
