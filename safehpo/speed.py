@@ -59,19 +59,23 @@ class SpeedResult:
     ms_per_step: float      # 1000 / steps_per_s
     ms_act_env: float       # the rest of a step: act, env.step, buffer add + sample, episode ends (median)
     cpu_ms_per_step: float  # process CPU time per step (median): less sensitive than wall time to a shared machine
-    gflop_per_update: float = 0.0  # matrix-multiply work of one agent.update (torch's FlopCounterMode)
-    floor_ms: float = 0.0          # gflop_per_update at the measured matmul rate: no update can be faster
+    gflop_per_update: float | None = None  # matrix-multiply work of one agent.update (torch's FlopCounterMode)
+    floor_ms: float | None = None          # gflop_per_update at the measured matmul rate: no update is faster
 
 
-def update_gflop(agent: Agent, batch: dict) -> float:
+def update_gflop(agent: Agent, batch: dict) -> float | None:
     """GFLOP of the matrix multiplies of one agent.update (forward and backward), counted by torch.
 
     Runs the update (an untimed warm-up step). Elementwise work is not counted: it is the
-    difference between the measured time and `floor_ms`.
+    difference between the measured time and `floor_ms`. None where torch cannot count it
+    (FlopCounterMode refuses `autograd.grad` on a leaf tensor, which an update may use).
     """
     from torch.utils.flop_counter import FlopCounterMode
-    with FlopCounterMode(display=False) as counter:
-        agent.update(batch)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            agent.update(batch)
+    except RuntimeError:
+        return None
     return counter.get_total_flops() / 1e9
 
 
@@ -202,7 +206,7 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
     k = cfg.leapfrog_steps if ALGOS[cfg.algo].hamiltonian else 0
     return SpeedResult(cfg.algo, spec.id, k, 1000.0 / ms_per_step, statistics.median(update_ms), ms_per_step,
                        statistics.median(rest_ms), statistics.median(cpu_ms), gflop,
-                       1000.0 * gflop / gflops if gflops > 0 else 0.0)
+                       1000.0 * gflop / gflops if gflop is not None and gflops > 0 else None)
 
 
 # ---- the command ------------------------------------------------------------------------------
@@ -245,13 +249,18 @@ def plan(args) -> tuple[list[Config], dict[str, EnvSpec], dict]:
     return configs, specs, {"steps": steps, "warmup": warmup, "fill": fill}
 
 
+def _num(x: float | None, width: int, digits: int) -> str:
+    return f"{'-':>{width}}" if x is None else f"{x:>{width}.{digits}f}"
+
+
 def format_table(results: list[SpeedResult]) -> str:
     header = (f"{'algo':<16}{'env':<22}{'K':>3}{'steps/s':>10}{'ms/update':>11}{'ms/act+env':>12}"
               f"{'cpu ms/step':>13}{'GFLOP/upd':>11}{'floor ms':>10}")
     lines = [header, "-" * len(header)]
     for r in results:
         lines.append(f"{r.algo:<16}{r.env:<22}{r.k:>3}{r.steps_per_s:>10.1f}{r.ms_per_update:>11.2f}"
-                     f"{r.ms_act_env:>12.2f}{r.cpu_ms_per_step:>13.2f}{r.gflop_per_update:>11.3f}{r.floor_ms:>10.2f}")
+                     f"{r.ms_act_env:>12.2f}{r.cpu_ms_per_step:>13.2f}{_num(r.gflop_per_update, 11, 3)}"
+                     f"{_num(r.floor_ms, 10, 2)}")
     return "\n".join(lines)
 
 

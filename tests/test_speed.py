@@ -93,3 +93,21 @@ def test_update_gflop_is_the_matmul_work_the_design_counts(lam):
                 + actor + actor_step_members * (critic + critic_input_grads)
                 + actor + actor_input_grads)                            # actor backward
     assert update_gflop(agent, batch) * 1e9 == pytest.approx(expected, rel=1e-9)
+
+
+def test_work_torch_cannot_count_is_reported_as_unknown():
+    """FlopCounterMode refuses autograd.grad on a leaf; speed then reports '-', not a traceback."""
+    import torch
+
+    from safehpo.speed import SpeedResult, format_table, update_gflop
+
+    class LeafGrad:  # dQ/da of a module at a leaf action, as a critic force through autograd does
+        net = torch.nn.Linear(3, 1)
+
+        def update(self, batch):
+            a = torch.randn(4, 3, requires_grad=True)
+            torch.autograd.grad(self.net(a).sum(), a)
+
+    assert update_gflop(LeafGrad(), {}) is None
+    row = format_table([SpeedResult("sac-hpo", "halfcheetah-speed", 3, 30.0, 29.0, 33.3, 2.6, 31.0)]).splitlines()[-1]
+    assert row.split()[-2:] == ["-", "-"]
