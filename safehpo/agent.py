@@ -315,7 +315,9 @@ class Agent:
             "multiplier": self.multiplier.state_dict(),
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, optimisers: bool = True) -> None:
+        """Restore a state_dict(); optimisers=False restores the networks, temperature and multiplier
+        only (enough to act or plot, and readable from checkpoints of any format)."""
         self.actor.load_state_dict(state["actor"])
         self.actor_prev.load_state_dict(state["actor_prev"])
         if self.gated:
@@ -324,6 +326,7 @@ class Agent:
         self.critics_target.load_state_dict(state["critics_target"])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
-        self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
         self.multiplier.load_state_dict(state["multiplier"])
+        if optimisers:
+            self.actor_opt.load_state_dict(state["actor_opt"])
+            self.critic_opt.load_state_dict(state["critic_opt"])

@@ -70,8 +70,8 @@ class CriticStack(nn.Module):
 class CriticsAt:
     """Q_m(s, .) of a critic stack at fixed states, with a hand-written action gradient.
 
-    For the Hamiltonian chain and the actor step, which evaluate the same states at several
-    actions with detached weights: the states' share of the first layer, s W1_s + b1, is
+    For the Hamiltonian chain (whose last force also serves the actor step), which evaluates the
+    same states at several actions with detached weights: the states' share of the first layer, s W1_s + b1, is
     computed once; `value_and_grad` returns sum_m c_m Q_m and its gradient in a by the chain
     rule written out for the ReLU MLP, dQ_m/da = W1_a diag(1[h1 > 0]) W2 diag(1[h2 > 0]) w3,
     without building an autograd graph. Values and gradients equal autograd's (tests).
@@ -88,10 +88,6 @@ class CriticsAt:
         h1 = torch.relu_(torch.baddbmm(self.state_part, x, self.w1a))
         h2 = torch.relu_(torch.baddbmm(self.b2, h1, self.w2))
         return h1, h2
-
-    def values(self, act: torch.Tensor) -> torch.Tensor:
-        """[M', B] values Q_m(s, a)."""
-        return torch.baddbmm(self.b3, self._hidden(act)[1], self.w3).squeeze(-1)
 
     def value_and_grad(self, act: torch.Tensor, combine) -> tuple[torch.Tensor, torch.Tensor]:
         """(v, dv/da) for v = combine(q): `combine` maps the [M', B] values to (v [B], c [M', B]),

@@ -502,7 +502,7 @@ def load_run(run_dir: Path | str, where: str = "run") -> tuple[Any, Any, Any]:
     agent = Agent.for_env(cfg, spec, env, "cpu")
     env.close()
     try:
-        agent.load_state_dict(agent_state)
+        agent.load_state_dict(agent_state, optimisers=False)  # plotting needs no optimiser state
     except (KeyError, RuntimeError, ValueError) as e:
         raise ConfigError(f"{ckpt_path}: does not match config.yaml ({type(e).__name__}: "
                           f"{str(e).splitlines()[0]})") from None

@@ -74,7 +74,9 @@ def update_gflop(agent: Agent, batch: dict) -> float | None:
     try:
         with FlopCounterMode(display=False) as counter:
             agent.update(batch)
-    except RuntimeError:
+    except RuntimeError as e:
+        if "leaf node was passed" not in str(e):  # only the counter's known refusal means "unknown"
+            raise
         return None
     return counter.get_total_flops() / 1e9
 
@@ -125,7 +127,7 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
 
     cfg.leapfrog_steps is the K of a Hamiltonian algorithm; cfg.threads, cfg.device and
     cfg.seed are used as a run would use them. `gflops`: the device's matmul rate (matmul_gflops),
-    for floor_ms; 0 leaves it 0.
+    for floor_ms; 0 leaves it None.
     """
     from .train import TrainingDiverged, keep_freed_memory
     keep_freed_memory()  # as the training loop does

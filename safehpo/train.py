@@ -208,7 +208,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
         eval_log.truncate(0)
 
     summary = spec_summary(spec)
-    config_doc = {**cfg.to_dict(), "spec": summary, "budget": summary["budget"],
+    config_doc = {**cfg.to_dict(), "spec": summary, "budget": dict(summary["budget"]),  # a copy: no YAML alias
                   "budget_discounted": agent.budget_discounted,
                   "versions": package_versions(), "git_revision": git_revision(),
                   "command": command or " ".join(sys.argv)}

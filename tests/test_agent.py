@@ -87,15 +87,44 @@ def test_hand_written_q_lambda_gradient_equals_autograd(lam, tied):
     """The chain's force uses q_lambda_at (no autograd): value and dQ_lambda/da equal autograd of
     q_lambda, also where the twins tie (autograd's minimum gives each half the gradient)."""
     agent = small_agent("sac-hpo", cost_scale=0.5)
-    if tied:
+    obs, act = torch.randn(32, 3), torch.rand(32, 2) - 0.5
+    if tied:  # twin 2 = twin 1 but for its action weights; at a = 0 the values tie, the gradients differ
         with torch.no_grad():
             for layer in agent.critics.layers:
                 layer.weight[1].copy_(layer.weight[0])
                 layer.bias[1].copy_(layer.bias[0])
-    obs, act = torch.randn(32, 3), torch.rand(32, 2) - 0.5
+            agent.critics.layers[0].weight[1, 3:] += torch.randn(2, 16)
+        act = torch.zeros(32, 2)
     v, dv = agent.q_lambda_at(agent.critics, obs, lam)(act)
     a = act.clone().requires_grad_(True)
     v_ref = agent.q_lambda(agent.critics, obs, a, lam)
     (dv_ref,) = torch.autograd.grad(v_ref.sum(), a)
     torch.testing.assert_close(v, v_ref.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(dv, dv_ref, rtol=1e-5, atol=1e-6)
+    if tied:
+        q = agent.critics(obs, act)
+        assert bool((q[0] == q[1]).all())
+
+
+def batch_for(agent, n=64):
+    return {"obs": torch.randn(n, 3), "act": torch.rand(n, 2) - 0.5, "next_obs": torch.randn(n, 3),
+            "rew": torch.randn(n), "cost": torch.rand(n), "done": torch.zeros(n)}
+
+
+@pytest.mark.parametrize("target, direction", [(1e6, 1.0), (-1e6, -1.0)])
+def test_temperature_takes_one_adam_step_towards_the_target_entropy(target, direction):
+    """Loss -log_alpha (log pi + target): its gradient is -(E log pi + target); Adam's first step
+    moves log_alpha by exactly lr against the gradient's sign (up when the entropy is below target)."""
+    agent = small_agent("sac-lag")
+    agent.target_entropy = target
+    before = float(agent.log_alpha.detach())
+    agent.update(batch_for(agent))
+    assert float(agent.log_alpha.detach()) - before == pytest.approx(direction * agent.cfg.lr, rel=1e-4)
+
+
+def test_temperature_stays_without_autotune():
+    agent = small_agent("sac-lag", autotune_alpha=False)
+    before, actor_before = float(agent.log_alpha.detach()), agent.actor.head.weight.detach().clone()
+    agent.update(batch_for(agent))
+    assert float(agent.log_alpha.detach()) == before
+    assert not torch.equal(agent.actor.head.weight.detach(), actor_before)  # the policy did step

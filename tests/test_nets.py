@@ -72,35 +72,36 @@ def test_squashed_gaussian_log_prob_matches_torch_distributions():
 
 def test_hand_written_action_gradient_equals_autograd_of_separate_critics():
     """CriticsAt (the chain's force): values and dv/da of v = min(Q1, Q2) - 0.7 Q_C equal autograd
-    through ordinary MLPs, including rows where the twins tie (autograd splits the gradient)."""
+    through ordinary MLPs, also where the twins tie in value but not in gradient (autograd's
+    minimum gives each half), and for a slice of the stack."""
     torch.manual_seed(3)
     stack = CriticStack(3, 7, 4, hidden=32)
-    with torch.no_grad():  # member 1 = member 0 on the twin's share: every row ties
-        for layer in stack.layers:
-            layer.weight[1].copy_(layer.weight[0])
-            layer.bias[1].copy_(layer.bias[0])
-    nets = separate_copies(stack)
-    obs, act = torch.randn(16, 7), torch.randn(16, 4)
+    obs = torch.randn(16, 7)
 
     def combine(q):
         tie = 0.5 * (q[0] == q[1])
         return (torch.minimum(q[0], q[1]) - 0.7 * q[2],
                 torch.stack([(q[0] < q[1]) + tie, (q[1] < q[0]) + tie, torch.full_like(q[0], -0.7)]))
 
-    for twins_tie in (True, False):
-        if not twins_tie:
+    for tied in (False, True):
+        act = torch.randn(16, 4)
+        if tied:  # twin 2 = twin 1 but for its action weights: at a = 0 the values tie, the gradients differ
             with torch.no_grad():
-                stack.layers[1].weight[1] += 0.1 * torch.randn_like(stack.layers[1].weight[1])
-            nets = separate_copies(stack)
-        at = stack.at(obs)
-        v, dv = at.value_and_grad(act, combine)
+                for layer in stack.layers:
+                    layer.weight[1].copy_(layer.weight[0])
+                    layer.bias[1].copy_(layer.bias[0])
+                stack.layers[0].weight[1, 7:] += torch.randn(4, 32)
+            act = torch.zeros(16, 4)
+        nets = separate_copies(stack)
+        v, dv = stack.at(obs).value_and_grad(act, combine)
         a = act.clone().requires_grad_(True)
         q = [net(torch.cat([obs, a], -1)).squeeze(-1) for net in nets]
         v_ref = torch.minimum(q[0], q[1]) - 0.7 * q[2]
-        (dv_ref,) = torch.autograd.grad(v_ref.sum(), a)
-        assert bool((q[0] == q[1]).all()) == twins_tie
+        (dv_ref,) = torch.autograd.grad(v_ref.sum(), a, retain_graph=True)
+        assert bool((q[0] == q[1]).all()) == tied
         torch.testing.assert_close(v, v_ref.detach(), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(dv, dv_ref, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(at.values(act), torch.stack(q).detach(), rtol=1e-5, atol=1e-5)
         sub = stack.at(obs, slice(2, 3))  # a slice of the stack: the cost member alone
-        torch.testing.assert_close(sub.values(act)[0], q[2].detach(), rtol=1e-5, atol=1e-5)
+        v_cost, dv_cost = sub.value_and_grad(act, lambda qs: (qs[0], torch.ones_like(qs)))
+        torch.testing.assert_close(v_cost, q[2].detach(), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(dv_cost, torch.autograd.grad(q[2].sum(), a)[0], rtol=1e-5, atol=1e-6)

@@ -97,6 +97,26 @@ def test_load_run_restores_the_trained_agent(hpo_run):
     assert float(agent.log_alpha.detach()) == float(saved["log_alpha"]) != 0.0  # alpha_init 1: log 0 before training
 
 
+def test_load_run_reads_a_checkpoint_of_the_previous_format(hpo_run, tmp_path):
+    """Format 1 stepped the temperature with its own optimiser: the policy optimiser's state has one
+    parameter less. Plotting loads no optimiser state, so such a run still plots."""
+    import shutil
+    old = tmp_path / "run"
+    shutil.copytree(hpo_run, old)
+    state = torch.load(old / "checkpoint.pt", weights_only=False)
+    del state["format"]
+    opt = state["agent"]["actor_opt"]
+    last = opt["param_groups"][0]["params"].pop()  # log_alpha, the group's last parameter
+    state["agent"]["alpha_opt"] = {"state": {0: opt["state"].pop(last)}, "param_groups": [
+        {**opt["param_groups"][0], "params": [0]}]}
+    torch.save(state, old / "checkpoint.pt")
+    cfg, _, agent = plots.load_run(old)
+    assert cfg.algo == "sac-hpo"
+    assert float(agent.log_alpha.detach()) == float(state["agent"]["log_alpha"])
+    with pytest.raises(ValueError):  # the optimisers themselves do not fit: resume refuses the format
+        agent.load_state_dict(state["agent"])
+
+
 def test_samples_are_paired_and_the_chain_moves_them(hpo_run):
     cfg, spec, agent = plots.load_run(hpo_run)
     obs = plots.run_state(spec, cfg.seed)

@@ -39,6 +39,8 @@ def test_run_writes_every_file_and_rows_per_episode(speed_spec, tmp_path):
     assert [int(r["step"]) for r in progress] == list(range(50, 601, 50))
     assert len(rows(out / "eval.csv")) == 3  # steps 200, 400, 600
     assert result.state == "done"
+    config = (out / "config.yaml").read_text()  # plain YAML a reader can follow: no anchors or aliases
+    assert "&id" not in config and "*id" not in config and "threshold:" in config
 
 
 def test_same_seed_same_progress(speed_spec, tmp_path):
