@@ -111,3 +111,40 @@ def test_work_torch_cannot_count_is_reported_as_unknown():
     assert update_gflop(LeafGrad(), {}) is None
     row = format_table([SpeedResult("sac-hpo", "halfcheetah-speed", 3, 30.0, 29.0, 33.3, 2.6, 31.0)]).splitlines()[-1]
     assert row.split()[-2:] == ["-", "-"]
+
+
+@pytest.mark.parametrize("k, lam", [(1, 1.0), (3, 1.0), (3, 0.0)])
+def test_sac_hpo_update_gflop_is_two_chains_of_force_evaluations(k, lam):
+    """sac-hpo's update multiplies: the critic target (base actor on s', a chain on s', three target
+    critics), the critic loss (as sac-lag's), the actor chain on s, and the backward through the
+    chain's gated-kick networks and the base actor. Each chain computes the states' share of the
+    first layer once, then K + 1 force evaluations: forward and input-backward of the critic members
+    of Q_lambda (the cost critic only while lambda > 0), and the two kick networks."""
+    import numpy as np
+    import torch
+
+    from safehpo.agent import Agent
+    from safehpo.config import Config
+    from safehpo.speed import update_gflop
+
+    d, A, H, Hb, Hg, B = 5, 2, 16, 12, 8, 32
+    cfg = Config(algo="sac-hpo", hidden=H, base_hidden=Hb, gate_hidden=Hg, batch_size=B, lambda_init=lam,
+                 leapfrog_steps=k)
+    agent = Agent(cfg, d, -np.ones(A, np.float32), np.ones(A, np.float32), constrained=True, budget=1.0)
+    batch = {"obs": torch.randn(B, d), "act": torch.rand(B, A), "next_obs": torch.randn(B, d),
+             "rew": torch.randn(B), "cost": torch.rand(B), "done": torch.zeros(B)}
+
+    def mm(i, o):
+        return 2 * B * i * o
+
+    m = 3 if lam > 0 else 2                              # members of Q_lambda
+    critic = mm(d + A, H) + mm(H, H) + mm(H, 1)          # one member's forward
+    actor = mm(d, Hb) + mm(Hb, 2 * A)                     # the base policy: one hidden layer
+    force = m * (mm(A, H) + mm(H, H) + mm(H, 1) + mm(H, H) + mm(H, A))
+    kick_nets = 2 * (mm(2 * A, Hg) + mm(Hg, A))          # T_h and sigma_h
+    chain = m * mm(d, H) + (k + 1) * (force + kick_nets)
+    expected = (actor + chain + 3 * critic                              # target
+                + 3 * critic + 3 * critic + 3 * (mm(H, H) + mm(H, 1))    # loss, as sac-lag's
+                + actor + chain                                          # actor step
+                + (k + 1) * 2 * kick_nets + actor + mm(Hb, 2 * A))        # backward: kicks, base actor
+    assert update_gflop(agent, batch) * 1e9 == pytest.approx(expected, rel=1e-9)
