@@ -144,12 +144,16 @@ class Agent:
 
         While lambda = 0 the cost critic is not evaluated at all.
         """
-        with_cost = self.uses_cost and lam != 0.0
-        q = critics(obs, act, detach_params=detach_params, members=slice(0, 3 if with_cost else 2))
+        members = self._q_lambda_members(lam)
+        q = critics(obs, act, detach_params=detach_params, members=members)
         q_lam = torch.minimum(q[0], q[1])
-        if with_cost:
+        if members.stop == 3:
             q_lam = q_lam - (lam / self.cfg.cost_scale) * q[2]
         return q_lam
+
+    def _q_lambda_members(self, lam: float) -> slice:
+        """The critic members Q_lambda reads: the twins, and Q_C only while it counts (lambda != 0)."""
+        return slice(0, 3 if self.uses_cost and lam != 0.0 else 2)
 
     def q_lambda_at(self, critics: CriticStack, obs: torch.Tensor, lam: float):
         """a -> (Q_lambda(s, a), dQ_lambda/da) at the states `obs`, hand-written (nets.CriticsAt).
@@ -157,8 +161,9 @@ class Agent:
         dQ_lambda/dq: the twin minimum's indicator (ties split in half, as autograd's minimum
         does) and -lambda/cost_scale for the cost member, which is left out while lambda = 0.
         """
-        with_cost = self.uses_cost and lam != 0.0
-        at = critics.at(obs, slice(0, 3 if with_cost else 2))
+        members = self._q_lambda_members(lam)
+        with_cost = members.stop == 3
+        at = critics.at(obs, members)
         c_cost = lam / self.cfg.cost_scale
 
         def combine(q: torch.Tensor):

@@ -9,6 +9,13 @@ TINY = ["hidden=32", "actor_hidden=32", "base_hidden=32", "gate_hidden=8", "batc
         "learning_starts=100", "eval_interval=200", "eval_episodes=1", "checkpoint_interval=150"]
 
 
+def random_batch(n, obs_dim, act_dim):
+    """A replay batch of random transitions (Agent.update's input)."""
+    import torch
+    return {"obs": torch.randn(n, obs_dim), "act": torch.rand(n, act_dim) - 0.5, "next_obs": torch.randn(n, obs_dim),
+            "rew": torch.randn(n), "cost": torch.rand(n), "done": torch.zeros(n)}
+
+
 def write_spec(path, name, cost, budget, base="HalfCheetah-v5", steps=50):
     path.write_text(textwrap.dedent(f"""\
         id: {name}

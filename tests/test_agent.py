@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import random_batch
 from safehpo.agent import Agent
 from safehpo.config import Config
 from safehpo.hamiltonian import momentum_log_prob
@@ -106,11 +107,6 @@ def test_hand_written_q_lambda_gradient_equals_autograd(lam, tied):
         assert bool((q[0] == q[1]).all())
 
 
-def batch_for(agent, n=64):
-    return {"obs": torch.randn(n, 3), "act": torch.rand(n, 2) - 0.5, "next_obs": torch.randn(n, 3),
-            "rew": torch.randn(n), "cost": torch.rand(n), "done": torch.zeros(n)}
-
-
 @pytest.mark.parametrize("target, direction", [(1e6, 1.0), (-1e6, -1.0)])
 def test_temperature_takes_one_adam_step_towards_the_target_entropy(target, direction):
     """Loss -log_alpha (log pi + target): its gradient is -(E log pi + target); Adam's first step
@@ -118,13 +114,13 @@ def test_temperature_takes_one_adam_step_towards_the_target_entropy(target, dire
     agent = small_agent("sac-lag")
     agent.target_entropy = target
     before = float(agent.log_alpha.detach())
-    agent.update(batch_for(agent))
+    agent.update(random_batch(64, 3, 2))
     assert float(agent.log_alpha.detach()) - before == pytest.approx(direction * agent.cfg.lr, rel=1e-4)
 
 
 def test_temperature_stays_without_autotune():
     agent = small_agent("sac-lag", autotune_alpha=False)
     before, actor_before = float(agent.log_alpha.detach()), agent.actor.head.weight.detach().clone()
-    agent.update(batch_for(agent))
+    agent.update(random_batch(64, 3, 2))
     assert float(agent.log_alpha.detach()) == before
     assert not torch.equal(agent.actor.head.weight.detach(), actor_before)  # the policy did step

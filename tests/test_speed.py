@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from conftest import TINY
+from conftest import TINY, random_batch
 from safehpo.cli import main
 
 REQUIRED = {"machine", "torch", "threads", "device", "steps", "results"}
@@ -72,7 +72,6 @@ def test_update_gflop_is_the_matmul_work_the_design_counts(lam):
     while lambda > 0) and the actor's backward. Extra work (say, critic weight gradients in the
     actor step) fails this."""
     import numpy as np
-    import torch
 
     from safehpo.agent import Agent
     from safehpo.config import Config
@@ -81,8 +80,7 @@ def test_update_gflop_is_the_matmul_work_the_design_counts(lam):
     d, A, H, Ha, B = 5, 2, 16, 12, 32
     cfg = Config(algo="sac-lag", hidden=H, actor_hidden=Ha, batch_size=B, lambda_init=lam)
     agent = Agent(cfg, d, -np.ones(A, np.float32), np.ones(A, np.float32), constrained=True, budget=1.0)
-    batch = {"obs": torch.randn(B, d), "act": torch.rand(B, A), "next_obs": torch.randn(B, d),
-             "rew": torch.randn(B), "cost": torch.rand(B), "done": torch.zeros(B)}
+    batch = random_batch(B, d, A)
     critic = 2 * B * ((d + A) * H + H * H + H)           # one member's forward
     critic_input_grads = 2 * B * (H + H * H + H * (d + A))
     actor = 2 * B * (d * Ha + Ha * Ha + Ha * 2 * A)
@@ -121,7 +119,6 @@ def test_sac_hpo_update_gflop_is_two_chains_of_force_evaluations(k, lam):
     first layer once, then K + 1 force evaluations: forward and input-backward of the critic members
     of Q_lambda (the cost critic only while lambda > 0), and the two kick networks."""
     import numpy as np
-    import torch
 
     from safehpo.agent import Agent
     from safehpo.config import Config
@@ -131,8 +128,7 @@ def test_sac_hpo_update_gflop_is_two_chains_of_force_evaluations(k, lam):
     cfg = Config(algo="sac-hpo", hidden=H, base_hidden=Hb, gate_hidden=Hg, batch_size=B, lambda_init=lam,
                  leapfrog_steps=k)
     agent = Agent(cfg, d, -np.ones(A, np.float32), np.ones(A, np.float32), constrained=True, budget=1.0)
-    batch = {"obs": torch.randn(B, d), "act": torch.rand(B, A), "next_obs": torch.randn(B, d),
-             "rew": torch.randn(B), "cost": torch.rand(B), "done": torch.zeros(B)}
+    batch = random_batch(B, d, A)
 
     def mm(i, o):
         return 2 * B * i * o
