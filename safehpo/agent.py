@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +63,21 @@ def resolve_device(name: str) -> torch.device:
         from .config import ConfigError
         raise ConfigError("--device cuda: no CUDA device is available (use --device cpu or auto)")
     return torch.device(name)
+
+
+# compile=auto compiles a run's update only where it was measured to pay off: a Hamiltonian policy
+# loss (the chains are many small ops that inductor fuses; 1.1-1.2x per update on CPU) in a run
+# long enough to repay the first compile (~30 s cold, a few s from inductor's on-disk cache).
+# Gaussian updates ran slower compiled on CPU; CUDA is unmeasured (README, Performance).
+COMPILE_MIN_UPDATES = 20_000
+
+
+def compiles(cfg: Config, device: torch.device) -> bool:
+    """Whether a run compiles its update losses (cfg.compile: auto | always | never)."""
+    if cfg.compile != "auto":
+        return cfg.compile == "always"
+    return (ALGOS[cfg.algo].train != "gaussian" and device.type == "cpu"
+            and cfg.steps - cfg.learning_starts >= COMPILE_MIN_UPDATES)
 
 
 def adam(params, lr: float) -> torch.optim.Optimizer:
@@ -118,6 +134,11 @@ class Agent:
         self._target_params = list(self.critics_target.parameters())
         self._actor_params = list(self.actor.parameters())
         self._actor_prev_params = list(self.actor_prev.parameters())
+        self.compiled = compiles(cfg, self.device)  # False again if compiling fails (see _loss)
+        if self.compiled:
+            # default dynamic: lambda (a Python float) turns symbolic at its first change, so a new
+            # lambda each episode costs no recompile; lambda = 0 vs != 0 are two graphs (Q_C skipped)
+            self._compiled_losses = {fn: torch.compile(fn) for fn in (self._critic_loss, self._actor_loss)}
 
     @classmethod
     def for_env(cls, cfg: Config, spec, env, device: torch.device | str = "cpu") -> "Agent":
@@ -254,40 +275,19 @@ class Agent:
     def update(self, batch: dict[str, torch.Tensor]) -> None:
         """One gradient step of critics, policy (+ leapfrog nets) and temperature; Polyak targets."""
         cfg, lam = self.cfg, self.multiplier.value
-        obs, act, next_obs = batch["obs"], batch["act"], batch["next_obs"]
-        not_done = 1.0 - batch["done"]
         alpha = self.log_alpha.exp().detach()
 
-        # critics: soft Bellman targets for Q1, Q2; a plain TD target for Q_C
-        with torch.no_grad():
-            target_mode = self.algo.train if cfg.target_chain else "gaussian"
-            next_a, next_logp, _ = self.sample(next_obs, target_mode, cfg.momentum_std_train, alpha, lam)
-            q_next = self.critics_target(next_obs, next_a)
-            v_next = torch.minimum(q_next[0], q_next[1]) - alpha * next_logp
-            y_reward = batch["rew"] + cfg.gamma * not_done * v_next
-            targets = [y_reward, y_reward]
-            if self.uses_cost:
-                targets.append(batch["cost"] * cfg.cost_scale + cfg.gamma * not_done * q_next[2])
-            y = torch.stack(targets)
-        critic_loss = 0.5 * (self.critics(obs, act) - y).pow(2).mean(-1).sum()
+        critic_loss = self._loss(self._critic_loss, batch["obs"], batch["act"], batch["next_obs"],
+                                 batch["rew"], batch["cost"], batch["done"], alpha, lam)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_opt.step()
 
-        # policy: maximise E[Q_lambda(s, a) - alpha log q(a|s)]  (eq. 12 for the Hamiltonian modes)
-        a, logp, chain = self.sample(obs, self.algo.train, cfg.momentum_std_train, alpha, lam)
-        if chain is not None and not cfg.second_order and chain[3].last_u is chain[0]:
-            q_lam = chain[3].q_at_last(a)  # the chain's last force already evaluated Q_lambda at a_K
-        else:
-            q_lam = self.q_lambda(self.critics, obs, a, lam)
-        objective = q_lam - alpha * logp
-        if isinstance(self.multiplier, AdamLagrangian):
-            objective = objective / (1.0 + lam)
-        actor_loss = -objective.mean()
+        actor_loss, logp_mean = self._loss(self._actor_loss, batch["obs"], alpha, lam)
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()  # alpha enters detached: log_alpha.grad stays None here
         if cfg.autotune_alpha:  # temperature loss -log_alpha E[log pi + target entropy]: its gradient
-            self.log_alpha.grad = -(logp.detach().mean() + self.target_entropy)
+            self.log_alpha.grad = -(logp_mean + self.target_entropy)
         if self.filter_on:  # pi_B: the policy before this update
             torch._foreach_copy_(self._actor_prev_params, [p.detach() for p in self._actor_params])
         self.actor_opt.step()  # policy and temperature (a None gradient is skipped)
@@ -298,6 +298,47 @@ class Agent:
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._critic_params, cfg.tau)
             self.health += critic_loss.detach() + actor_loss.detach()
+
+    def _critic_loss(self, obs, act, next_obs, rew, cost, done, alpha, lam: float) -> torch.Tensor:
+        """Squared TD errors: soft Bellman targets for Q1, Q2; a plain TD target for Q_C."""
+        cfg = self.cfg
+        not_done = 1.0 - done
+        with torch.no_grad():
+            target_mode = self.algo.train if cfg.target_chain else "gaussian"
+            next_a, next_logp, _ = self.sample(next_obs, target_mode, cfg.momentum_std_train, alpha, lam)
+            q_next = self.critics_target(next_obs, next_a)
+            v_next = torch.minimum(q_next[0], q_next[1]) - alpha * next_logp
+            y_reward = rew + cfg.gamma * not_done * v_next
+            targets = [y_reward, y_reward]
+            if self.uses_cost:
+                targets.append(cost * cfg.cost_scale + cfg.gamma * not_done * q_next[2])
+            y = torch.stack(targets)
+        return 0.5 * (self.critics(obs, act) - y).pow(2).mean(-1).sum()
+
+    def _actor_loss(self, obs, alpha, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """-E[Q_lambda(s, a) - alpha log q(a|s)] (eq. 12 for the Hamiltonian modes), and E[log q] detached."""
+        a, logp, chain = self.sample(obs, self.algo.train, self.cfg.momentum_std_train, alpha, lam)
+        if chain is not None and not self.cfg.second_order and chain[3].last_u is chain[0]:
+            q_lam = chain[3].q_at_last(a)  # the chain's last force already evaluated Q_lambda at a_K
+        else:
+            q_lam = self.q_lambda(self.critics, obs, a, lam)
+        objective = q_lam - alpha * logp
+        if isinstance(self.multiplier, AdamLagrangian):
+            objective = objective / (1.0 + lam)
+        return -objective.mean(), logp.detach().mean()
+
+    def _loss(self, fn, *args):
+        """fn(*args), through torch.compile where this run compiles; eager for good if compiling fails
+        (no C++ compiler, say), with one line on stderr. The losses change no state, so a failed
+        compiled call is simply evaluated again eagerly."""
+        if self.compiled:
+            try:
+                return self._compiled_losses[fn](*args)
+            except Exception as e:  # noqa: BLE001 - whatever inductor raises; an error of fn itself recurs below
+                self.compiled = False
+                reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+                print(f"safehpo: torch.compile failed, updating eagerly ({reason})", file=sys.stderr)
+        return fn(*args)
 
     def healthy(self) -> bool:
         """False once any loss since the last call was NaN or infinite (one sync per call)."""

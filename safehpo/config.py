@@ -95,6 +95,7 @@ class Config:
     steps: int = 1_000_000
     device: str = "auto"          # auto | cpu | cuda
     threads: int = 1              # torch intra-op threads (1: several runs share the cores best)
+    compile: str = "auto"         # torch.compile the update's losses: auto (agent.compiles) | always | never
 
     # SAC (common to every algorithm)
     learning_starts: int = 5_000  # uniform random actions before the first update
@@ -146,6 +147,7 @@ class Config:
 _CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "lagrange": ("paper", "pid", "adam"),
+    "compile": ("auto", "always", "never"),
 }
 _POSITIVE = {"steps", "batch_size", "buffer_size", "hidden", "actor_hidden", "base_hidden",
              "gate_hidden", "k_max", "eval_interval", "eval_episodes", "checkpoint_interval",

@@ -61,23 +61,30 @@ class SpeedResult:
     cpu_ms_per_step: float  # process CPU time per step (median): less sensitive than wall time to a shared machine
     gflop_per_update: float | None = None  # matrix-multiply work of one agent.update (torch's FlopCounterMode)
     floor_ms: float | None = None          # gflop_per_update at the measured matmul rate: no update is faster
+    compiled: bool = False                 # update losses through torch.compile (cfg.compile; agent.compiles)
+    compile_s: float | None = None         # seconds of the untimed updates that compiled them
 
 
 def update_gflop(agent: Agent, batch: dict) -> float | None:
     """GFLOP of the matrix multiplies of one agent.update (forward and backward), counted by torch.
 
-    Runs the update (an untimed warm-up step). Elementwise work is not counted: it is the
-    difference between the measured time and `floor_ms`. None where torch cannot count it
-    (FlopCounterMode refuses `autograd.grad` on a leaf tensor, which an update may use).
+    Runs the update eagerly (an untimed warm-up step; a compiled update does the same matmuls).
+    Elementwise work is not counted: it is the difference between the measured time and
+    `floor_ms`. None where torch cannot count it (FlopCounterMode refuses `autograd.grad` on a
+    leaf tensor, which an update may use).
     """
     from torch.utils.flop_counter import FlopCounterMode
+    compiled = getattr(agent, "compiled", False)
     try:
+        agent.compiled = False
         with FlopCounterMode(display=False) as counter:
             agent.update(batch)
     except RuntimeError as e:
         if "leaf node was passed" not in str(e):  # only the counter's known refusal means "unknown"
             raise
         return None
+    finally:
+        agent.compiled = compiled
     return counter.get_total_flops() / 1e9
 
 
@@ -190,6 +197,7 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
 
     try:
         gflop = update_gflop(agent, buffer.sample(cfg.batch_size, rng))
+        compile_s = compile_update(agent, buffer.sample(cfg.batch_size, rng)) if agent.compiled else None
         loop(warmup)
         sizes = [len(c) for c in np.array_split(np.arange(steps), min(chunks, steps))]
         step_ms, update_ms, rest_ms, cpu_ms = [], [], [], []
@@ -208,7 +216,19 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
     k = cfg.leapfrog_steps if ALGOS[cfg.algo].hamiltonian else 0
     return SpeedResult(cfg.algo, spec.id, k, 1000.0 / ms_per_step, statistics.median(update_ms), ms_per_step,
                        statistics.median(rest_ms), statistics.median(cpu_ms), gflop,
-                       1000.0 * gflop / gflops if gflop is not None and gflops > 0 else None)
+                       1000.0 * gflop / gflops if gflop is not None and gflops > 0 else None,
+                       agent.compiled, compile_s)
+
+
+def compile_update(agent: Agent, batch: dict) -> float:
+    """Compile, untimed, the graphs a long run ends up using: lambda's first value, then lambda as a
+    symbolic float (torch.compile's recompile at its first change; no further one after). Seconds."""
+    lam = agent.multiplier.value
+    t0 = time.perf_counter()
+    for value in (lam, lam + 0.5, lam):
+        agent.multiplier.value = value
+        agent.update(batch)
+    return time.perf_counter() - t0
 
 
 # ---- the command ------------------------------------------------------------------------------
@@ -256,11 +276,11 @@ def _num(x: float | None, width: int, digits: int) -> str:
 
 
 def format_table(results: list[SpeedResult]) -> str:
-    header = (f"{'algo':<16}{'env':<22}{'K':>3}{'steps/s':>10}{'ms/update':>11}{'ms/act+env':>12}"
+    header = (f"{'algo':<16}{'env':<22}{'K':>3}{'compiled':>9}{'steps/s':>10}{'ms/update':>11}{'ms/act+env':>12}"
               f"{'cpu ms/step':>13}{'GFLOP/upd':>11}{'floor ms':>10}")
     lines = [header, "-" * len(header)]
     for r in results:
-        lines.append(f"{r.algo:<16}{r.env:<22}{r.k:>3}{r.steps_per_s:>10.1f}{r.ms_per_update:>11.2f}"
+        lines.append(f"{r.algo:<16}{r.env:<22}{r.k:>3}{'yes' if r.compiled else 'no':>9}{r.steps_per_s:>10.1f}{r.ms_per_update:>11.2f}"
                      f"{r.ms_act_env:>12.2f}{r.cpu_ms_per_step:>13.2f}{_num(r.gflop_per_update, 11, 3)}"
                      f"{_num(r.floor_ms, 10, 2)}")
     return "\n".join(lines)

@@ -32,7 +32,7 @@ PROGRESS_COLUMNS = ["step", "episode", "return", "cost", "length", "violated", "
                     "rejected", "leapfrog_steps", "unsafe_fallbacks", "sps"]
 EVAL_COLUMNS = ["step", "return_mean", "return_std", "cost_mean", "cost_std"]
 TIMING_COLUMNS = {"sps"}
-RESUMABLE_CHANGES = {"steps", "device", "threads"}  # what a resumed run may change
+RESUMABLE_CHANGES = {"steps", "device", "threads", "compile"}  # what a resumed run may change
 CHECKPOINT_FORMAT = 2  # 2: one optimiser for the policy and the temperature (1: a separate alpha_opt)
 
 
