@@ -1,11 +1,12 @@
-"""Does torch.compile pay off for the update step here? Eager vs `torch.compile(agent.update)`.
+"""Does torch.compile pay off for the update step here? One agent's update, eager vs compiled.
 
     python benchmarks/compile_probe.py [--algo sac-lag] [--env halfcheetah-speed] [--device cpu] [--k 3]
 
-Times one agent's `update` on fixed random batches, eager and compiled, in alternating blocks
-(so a noisy machine slows both alike), and prints the median ms per update of each and the
-compile time. safehpo runs eager: on this project's CPU the compiled update was slower (see
-README, Performance); rerun this on other hardware (a GPU, say) before changing that.
+Times `agent.update` on fixed random batches with the agent's two losses eager and through
+torch.compile (what `--set compile=always` runs), in alternating blocks (so a noisy machine
+slows both alike), and prints the median ms per update of each and the compile time.
+compile=auto compiles only what this measured faster on CPU (agent.compiles; README,
+Performance); rerun this on other hardware (a GPU, say) before changing that rule.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = resolve_device(args.device)
-    cfg = Config(algo=args.algo, env=args.env, leapfrog_steps=args.k, lambda_init=1.0, device=args.device)
+    cfg = Config(algo=args.algo, env=args.env, leapfrog_steps=args.k, lambda_init=1.0, device=args.device,
+                 compile="always")
     spec = load_spec(args.env)
     env = make_env(spec, seed=0)
     agent = Agent.for_env(cfg, spec, env, device)
@@ -45,23 +47,25 @@ def main() -> int:
                 "cost": torch.rand(b, device=device), "done": torch.zeros(b, device=device)} for _ in range(8)]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
-    compiled = torch.compile(agent.update, dynamic=False)
     t0 = time.perf_counter()
-    compiled(batches[0])
+    agent.update(batches[0])
     sync()
     compile_s = time.perf_counter() - t0
+    if not agent.compiled:
+        print("torch.compile failed here (see the line above): nothing to compare")
+        return 1
     for i in range(args.updates):  # warm both
-        agent.update(batches[i % 8])
-        compiled(batches[i % 8])
+        for agent.compiled in (False, True):
+            agent.update(batches[i % 8])
 
     ms = {"eager": [], "compiled": []}
     for block in range(2 * args.blocks):
         name = "eager" if block % 2 == 0 else "compiled"
-        fn = agent.update if name == "eager" else compiled
+        agent.compiled = name == "compiled"
         sync()
         t0 = time.perf_counter()
         for i in range(args.updates):
-            fn(batches[i % 8])
+            agent.update(batches[i % 8])
         sync()
         ms[name].append(1000.0 * (time.perf_counter() - t0) / args.updates)
     eager, comp = statistics.median(ms["eager"]), statistics.median(ms["compiled"])

@@ -36,6 +36,9 @@ def test_speed_writes_one_positive_result_per_algo_env_k(tmp_path, capsys):
     gflop = [r["gflop_per_update"] for r in doc["results"]]
     assert 0 < gflop[0] < gflop[1] < gflop[2]
     assert doc["matmul_gflops"] > 0
+    # measured as a long run runs (compile=auto): sac-hpo compiled before the timed loop, sac-lag eager
+    assert [(r["compiled"], r["compile_s"] is not None and r["compile_s"] > 0) for r in doc["results"]] == [
+        (False, False), (True, True), (True, True)]
     for r in doc["results"]:
         assert r["floor_ms"] == pytest.approx(1000.0 * r["gflop_per_update"] / doc["matmul_gflops"])
         assert 0 < r["floor_ms"] < r["ms_per_update"]

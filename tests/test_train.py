@@ -63,9 +63,11 @@ def test_lambda_rises_while_the_budget_is_exceeded(torque_spec, tmp_path):
     assert lambdas[0] > 0 and all(b > a for a, b in zip(lambdas, lambdas[1:]))
 
 
-def test_sigkill_then_resume_equals_an_uninterrupted_run(speed_spec, tmp_path):
-    args = ["--env", speed_spec, "--algo", "sac-lag", "--seed", "3", "--steps", "900", "--quiet"]
-    args += [x for s in TINY for x in ("--set", s)]
+@pytest.mark.parametrize("algo, compile_mode", [("sac-lag", "never"), ("sac-hpo", "always")])
+def test_sigkill_then_resume_equals_an_uninterrupted_run(speed_spec, tmp_path, algo, compile_mode):
+    """Also through torch.compile: the resumed process compiles afresh, at the checkpoint's lambda."""
+    args = ["--env", speed_spec, "--algo", algo, "--seed", "3", "--steps", "900", "--quiet"]
+    args += [x for s in TINY + [f"compile={compile_mode}"] for x in ("--set", s)]
     reference = tmp_path / "reference"
     assert main(["train", *args, "--out", str(reference)]) == 0
 

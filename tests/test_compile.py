@@ -1,0 +1,81 @@
+"""torch.compile of the update (compile = auto | always | never): same math as eager, a clean fallback."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import random_batch
+from safehpo.agent import COMPILE_MIN_UPDATES, Agent, compiles
+from safehpo.config import Config, ConfigError, apply_overrides
+
+
+def hpo_agent(compile_mode):
+    torch.manual_seed(0)
+    cfg = Config(algo="sac-hpo", hidden=16, base_hidden=16, gate_hidden=8, batch_size=32, leapfrog_steps=2,
+                 compile=compile_mode)
+    return Agent(cfg, 5, -np.ones(2, np.float32), np.ones(2, np.float32), constrained=True, budget=1.0,
+                 budget_discounted=1.0)
+
+
+def parameters(agent):
+    nets = [agent.actor, agent.gated, agent.critics, agent.critics_target]
+    return [p.detach().clone() for net in nets for p in net.parameters()] + [agent.log_alpha.detach().clone()]
+
+
+def test_compile_auto_is_on_for_long_hamiltonian_training_on_cpu_only():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    long = Config(algo="sac-hpo", steps=1_000_000)
+    assert compiles(long, cpu)
+    assert not compiles(long, cuda)                                        # unmeasured there: eager
+    assert not compiles(long.replace(algo="sac-lag"), cpu)                 # measured slower compiled
+    assert not compiles(long.replace(algo="hpo-explore"), cpu)             # no chain in its update
+    assert not compiles(long.replace(steps=5_000 + COMPILE_MIN_UPDATES - 1), cpu)  # too short to repay it
+    assert compiles(long.replace(algo="sac-lag", compile="always"), cpu)
+    assert not compiles(long.replace(compile="never"), cpu)
+    with pytest.raises(ConfigError, match="'compile' must be one of auto, always, never"):
+        apply_overrides(Config(), ["compile=yes"])
+
+
+def test_compiled_update_equals_eager_and_compiles_at_most_twice_per_loss(monkeypatch):
+    """Three updates with a new lambda each: the compiled agent ends with the eager
+    agent's parameters (inductor drawing its random numbers as eager does), and lambda's changes
+    cost one recompile per loss, not one per value (a recompile past the limit would raise and the
+    agent would fall back to eager, which the last assert catches)."""
+    import torch._dynamo
+    import torch._inductor.config
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
+    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
+    torch._dynamo.reset()
+    eager, compiled = hpo_agent("never"), hpo_agent("always")
+    assert compiled.compiled and not eager.compiled
+    batches = [random_batch(32, 5, 2) for _ in range(3)]
+    for i, (batch, lam) in enumerate(zip(batches, (1.0, 0.6, 0.3))):
+        for agent in (eager, compiled):
+            agent.multiplier.value = lam  # as an episode end sets it
+            torch.manual_seed(100 + i)
+            agent.update(batch)
+    assert compiled.compiled, "fell back to eager"
+    for p, q in zip(parameters(eager), parameters(compiled)):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5)
+
+
+def test_a_failing_compile_falls_back_to_eager_with_one_line(monkeypatch, capsys):
+    import safehpo.agent
+
+    def broken_compile(fn, **kwargs):
+        def call(*args):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
+        return call
+
+    monkeypatch.setattr(safehpo.agent.torch, "compile", broken_compile)
+    eager, compiled = hpo_agent("never"), hpo_agent("always")
+    batch = random_batch(32, 5, 2)
+    for agent in (eager, compiled):
+        torch.manual_seed(1)
+        agent.update(batch)
+    assert not compiled.compiled
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["safehpo: torch.compile failed, updating eagerly (InvalidCxxCompiler: No working C++ compiler found)"]
+    for p, q in zip(parameters(eager), parameters(compiled)):
+        torch.testing.assert_close(q, p, rtol=0, atol=0)
