@@ -329,11 +329,13 @@ class Agent:
 
     def _loss(self, fn, *args):
         """fn(*args), through torch.compile where this run compiles; eager for good if compiling fails
-        (no C++ compiler, say), with one line on stderr. The losses change no state, so a failed
-        compiled call is simply evaluated again eagerly."""
+        (no C++ compiler, say, or torch's recompile limit: graphs are cached per function for the
+        whole process, so agents built one after another share it), with one line on stderr. The
+        losses change no state, so a failed compiled call is simply evaluated again eagerly."""
         if self.compiled:
-            try:
-                return self._compiled_losses[fn](*args)
+            try:  # past torch's recompile limit, raise (and say so below) rather than run eagerly unsaid
+                with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+                    return self._compiled_losses[fn](*args)
             except Exception as e:  # noqa: BLE001 - whatever inductor raises; an error of fn itself recurs below
                 self.compiled = False
                 reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__

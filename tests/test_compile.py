@@ -79,3 +79,20 @@ def test_a_failing_compile_falls_back_to_eager_with_one_line(monkeypatch, capsys
     assert err == ["safehpo: torch.compile failed, updating eagerly (InvalidCxxCompiler: No working C++ compiler found)"]
     for p, q in zip(parameters(eager), parameters(compiled)):
         torch.testing.assert_close(q, p, rtol=0, atol=0)
+
+
+def test_past_the_recompile_limit_an_agent_says_it_updates_eagerly(monkeypatch, capsys):
+    """torch caches compiled graphs per function for the whole process: a second agent's graphs
+    beyond the limit must not run eagerly while the agent still reports `compiled`."""
+    import torch._dynamo
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
+    torch._dynamo.reset()
+    first, second = hpo_agent("always"), hpo_agent("always")
+    batch = random_batch(32, 5, 2)
+    for lam in (1.0, 0.5):  # the first agent's two graphs per loss: lambda specialised, then symbolic
+        first.multiplier.value = lam
+        first.update(batch)
+    assert first.compiled and capsys.readouterr().err == ""
+    second.update(batch)
+    assert not second.compiled
+    assert "torch.compile failed, updating eagerly" in capsys.readouterr().err
