@@ -315,8 +315,9 @@ def cmd_speed(args) -> int:
     print(format_table(results))
     print(f"floor ms = GFLOP/update at {gflops:.0f} GFLOP/s, this device's measured rate for the critic stack's "
           f"[3, 256, 256] x [3, 256, 256] batched matmul")
-    from .train import package_versions
+    from .train import git_revision, package_versions
     doc = {"machine": machine_info(device), "torch": str(torch.__version__), "versions": package_versions(),
+           "git_revision": git_revision(),
            "threads": configs[0].threads, "device": str(device), "matmul_gflops": gflops,
            "steps": n["steps"], "warmup": n["warmup"], "fill": n["fill"],
            "chunks": min(CHUNKS, n["steps"]), "lambda_init": configs[0].lambda_init,
