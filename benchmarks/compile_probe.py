@@ -67,6 +67,9 @@ def main() -> int:
         for i in range(args.updates):
             agent.update(batches[i % 8])
         sync()
+        if name == "compiled" and not agent.compiled:
+            print("torch.compile failed while timing (see the line above): no comparison")
+            return 1
         ms[name].append(1000.0 * (time.perf_counter() - t0) / args.updates)
     eager, comp = statistics.median(ms["eager"]), statistics.median(ms["compiled"])
     print(f"{args.algo} on {args.env} ({device}, {args.threads} thread(s)): eager {eager:.2f} ms/update, "

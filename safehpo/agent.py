@@ -73,10 +73,13 @@ COMPILE_MIN_UPDATES = 20_000
 
 
 def compiles(cfg: Config, device: torch.device) -> bool:
-    """Whether a run compiles its update losses (cfg.compile: auto | always | never)."""
+    """Whether a run compiles its update losses (cfg.compile: auto | always | never).
+
+    Never under auto with second_order: autograd.grad inside the loss splits the graph and fails
+    at run time (the agent then goes eager, with its one line)."""
     if cfg.compile != "auto":
         return cfg.compile == "always"
-    return (ALGOS[cfg.algo].train != "gaussian" and device.type == "cpu"
+    return (ALGOS[cfg.algo].train != "gaussian" and device.type == "cpu" and not cfg.second_order
             and cfg.steps - cfg.learning_starts >= COMPILE_MIN_UPDATES)
 
 
@@ -135,10 +138,7 @@ class Agent:
         self._actor_params = list(self.actor.parameters())
         self._actor_prev_params = list(self.actor_prev.parameters())
         self.compiled = compiles(cfg, self.device)  # False again if compiling fails (see _loss)
-        if self.compiled:
-            # default dynamic: lambda (a Python float) turns symbolic at its first change, so a new
-            # lambda each episode costs no recompile; lambda = 0 vs != 0 are two graphs (Q_C skipped)
-            self._compiled_losses = {fn: torch.compile(fn) for fn in (self._critic_loss, self._actor_loss)}
+        self._compiled_losses: dict | None = None   # built at the first update (see _loss)
 
     @classmethod
     def for_env(cls, cfg: Config, spec, env, device: torch.device | str = "cpu") -> "Agent":
@@ -328,19 +328,43 @@ class Agent:
         return -objective.mean(), logp.detach().mean()
 
     def _loss(self, fn, *args):
-        """fn(*args), through torch.compile where this run compiles; eager for good if compiling fails
-        (no C++ compiler, say, or torch's recompile limit: graphs are cached per function for the
-        whole process, so agents built one after another share it), with one line on stderr. The
-        losses change no state, so a failed compiled call is simply evaluated again eagerly."""
+        """fn(*args), through torch.compile where this run compiles. If compiling fails (no C++
+        compiler, a torch that lacks what this needs, torch's recompile limit, an inductor error) the
+        agent says so in one line on stderr and goes eager for good: the random-number state is put
+        back and fn evaluated eagerly, so the update is the eager one (a genuine error of fn then
+        shows as itself)."""
         if self.compiled:
-            try:  # past torch's recompile limit, raise (and say so below) rather than run eagerly unsaid
+            rng = torch.get_rng_state()
+            cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+            try:  # past the recompile limit, raise (and say so below) rather than run eagerly unsaid
+                if self._compiled_losses is None:
+                    self._compiled_losses = self._compile_losses()
                 with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
                     return self._compiled_losses[fn](*args)
-            except Exception as e:  # noqa: BLE001 - whatever inductor raises; an error of fn itself recurs below
+            except Exception as e:  # noqa: BLE001 - whatever torch.compile raises
                 self.compiled = False
+                torch.set_rng_state(rng)
+                if cuda_rng is not None:
+                    torch.cuda.set_rng_state(cuda_rng, self.device)
                 reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
                 print(f"safehpo: torch.compile failed, updating eagerly ({reason})", file=sys.stderr)
         return fn(*args)
+
+    def _compile_losses(self) -> dict:
+        """torch.compile of both losses, default dynamic: lambda, a Python float, is specialised at
+        first and symbolic from its first change on, so a new lambda every episode costs one
+        recompile per run, not one per value (lambda = 0 is one more graph: Q_C skipped).
+
+        Compiled graphs are cached per function for the whole process, and every agent's count
+        against the same recompile limit: a process trains one agent at a time (a bench worker, a
+        Ray worker running one run after another, `safehpo speed`), so the graphs of earlier agents
+        are dropped here."""
+        import torch._dynamo
+        if torch._dynamo.config.specialize_float:
+            raise RuntimeError(f"torch {torch.__version__} specialises float arguments: one recompile per lambda")
+        torch._dynamo.config.fail_on_recompile_limit_hit  # noqa: B018 - AttributeError on a torch without it
+        torch._dynamo.reset()
+        return {fn: torch.compile(fn) for fn in (self._critic_loss, self._actor_loss)}
 
     def healthy(self) -> bool:
         """False once any loss since the last call was NaN or infinite (one sync per call)."""

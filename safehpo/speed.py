@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .agent import ALGOS, Agent, check_algo, compiles, resolve_device
+from .agent import ALGOS, Agent, check_algo, resolve_device
 from .buffer import ReplayBuffer
 from .cmdp import EnvSpec, episode_cost_measure, load_spec, make_env
 from .config import Config, ConfigError, apply_overrides, parse_int
@@ -139,8 +139,6 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
     from .train import TrainingDiverged, keep_freed_memory
     keep_freed_memory()  # as the training loop does
     device = resolve_device(cfg.device)
-    if compiles(cfg, device):  # compiled graphs of earlier configurations would count against the
-        torch._dynamo.reset()  # recompile limit of this one's (torch caches them per function)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)

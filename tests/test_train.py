@@ -1,6 +1,7 @@
 """One run end to end on real MuJoCo: files, determinism, SIGKILL + resume, multiplier, CLI errors."""
 
 import csv
+import json
 import signal
 import subprocess
 import sys
@@ -64,7 +65,7 @@ def test_lambda_rises_while_the_budget_is_exceeded(torque_spec, tmp_path):
 
 
 @pytest.mark.parametrize("algo, compile_mode", [("sac-lag", "never"), ("sac-hpo", "always")])
-def test_sigkill_then_resume_equals_an_uninterrupted_run(speed_spec, tmp_path, algo, compile_mode):
+def test_sigkill_then_resume_equals_an_uninterrupted_run(speed_spec, tmp_path, capfd, algo, compile_mode):
     """Also through torch.compile: the resumed process compiles afresh, at the checkpoint's lambda."""
     args = ["--env", speed_spec, "--algo", algo, "--seed", "3", "--steps", "900", "--quiet"]
     args += [x for s in TINY + [f"compile={compile_mode}"] for x in ("--set", s)]
@@ -73,13 +74,13 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(speed_spec, tmp_path, a
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "safehpo.cli", "train", *args, "--out", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (killed / "checkpoint.pt").exists() and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)  # let it run past the checkpoint, so there is work to lose
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killed_stderr = proc.communicate()[1]
     status = (killed / "status.json").read_text()
     assert '"running"' in status, "the run finished before it could be killed; the test proves nothing"
     ckpt = torch.load(killed / "checkpoint.pt", weights_only=False)
@@ -90,6 +91,9 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(speed_spec, tmp_path, a
     assert without_timing(progress) == without_timing(rows(reference / "progress.csv"))
     assert rows(killed / "eval.csv") == rows(reference / "eval.csv")
     assert ckpt["buffer"]["size"] == ckpt["step"]  # the buffer saved with the checkpoint is whole
+    # compiled where asked, in all three processes (the killed one included), eager otherwise
+    assert "torch.compile failed" not in killed_stderr + capfd.readouterr().err
+    assert json.loads((killed / "status.json").read_text())["compiled"] == (compile_mode == "always")
 
 
 def test_resume_of_a_finished_run_does_nothing(speed_spec, tmp_path):
