@@ -281,7 +281,7 @@ def _wait_for_rows(path, n, proc, timeout=90):
 def test_ctrl_c_then_sigkill_then_rerun_loses_and_repeats_nothing(speed_spec, tmp_path):
     """Ctrl-C: exit 130, the run says interrupted. SIGKILL of the bench (workers die with it).
     Then the same command finishes the grid: every episode once, as in an uninterrupted run."""
-    steps = 1000
+    steps = 2000  # ~12 s of training: a wide margin between "5 rows written" and the Ctrl-C landing
     suite_path = write_suite(tmp_path / "suite.yaml", speed_spec, seeds=[3], steps=steps)
     out = tmp_path / "out"
     run_dir = out / "cheetah-speed-short" / "sac-lag" / "seed-3"
