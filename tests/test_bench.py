@@ -264,9 +264,12 @@ def test_a_run_folder_in_use_is_not_touched(speed_spec, tmp_path):
 
 # ---- stopping a grid --------------------------------------------------------------------------
 def _bench(suite_path, out):
+    """The bench as started from a terminal: Ctrl-C (SIGINT) not ignored, even where these tests
+    run in a background job, whose children inherit an ignored SIGINT from the shell."""
     return subprocess.Popen([sys.executable, "-m", "safehpo.cli", "bench", "--suite", str(suite_path),
                              "--out", str(out), "--workers", "1", "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_rows(path, n, proc, timeout=90):
@@ -281,7 +284,7 @@ def _wait_for_rows(path, n, proc, timeout=90):
 def test_ctrl_c_then_sigkill_then_rerun_loses_and_repeats_nothing(speed_spec, tmp_path):
     """Ctrl-C: exit 130, the run says interrupted. SIGKILL of the bench (workers die with it).
     Then the same command finishes the grid: every episode once, as in an uninterrupted run."""
-    steps = 2000  # ~12 s of training: a wide margin between "5 rows written" and the Ctrl-C landing
+    steps = 1000
     suite_path = write_suite(tmp_path / "suite.yaml", speed_spec, seeds=[3], steps=steps)
     out = tmp_path / "out"
     run_dir = out / "cheetah-speed-short" / "sac-lag" / "seed-3"
