@@ -17,9 +17,13 @@ def hpo_agent(compile_mode, **changes):
                  budget_discounted=1.0)
 
 
-def parameters(agent):
-    nets = [agent.actor, agent.gated, agent.critics, agent.critics_target]
-    return [p.detach().clone() for net in nets for p in net.parameters()] + [agent.log_alpha.detach().clone()]
+def assert_same_parameters(agent, reference, rtol, atol):
+    """Every network parameter and the temperature of `agent` as `reference`'s, to the tolerance."""
+    def parameters(a):
+        nets = [a.actor, a.gated, a.critics, a.critics_target]
+        return [p.detach() for net in nets for p in net.parameters()] + [a.log_alpha.detach()]
+    for p, q in zip(parameters(reference), parameters(agent), strict=True):
+        torch.testing.assert_close(q, p, rtol=rtol, atol=atol)
 
 
 def test_compile_auto_is_on_for_long_hamiltonian_training_on_cpu_only():
@@ -58,8 +62,7 @@ def test_compiled_update_equals_eager_and_compiles_at_most_twice_per_loss(monkey
             agent.update(batch)
     assert compiled.compiled, "fell back to eager"
     assert counters["stats"]["unique_graphs"] >= 2, "nothing was compiled"
-    for p, q in zip(parameters(eager), parameters(compiled)):
-        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5)
+    assert_same_parameters(compiled, eager, rtol=1e-4, atol=1e-5)
 
 
 def test_a_failing_compile_falls_back_to_eager_with_one_line(monkeypatch, capsys):
@@ -79,8 +82,7 @@ def test_a_failing_compile_falls_back_to_eager_with_one_line(monkeypatch, capsys
     assert not compiled.compiled
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["safehpo: torch.compile failed, updating eagerly (InvalidCxxCompiler: No working C++ compiler found)"]
-    for p, q in zip(parameters(eager), parameters(compiled)):
-        torch.testing.assert_close(q, p, rtol=0, atol=0)
+    assert_same_parameters(compiled, eager, rtol=0, atol=0)
 
 
 def test_past_the_recompile_limit_an_agent_says_it_updates_eagerly(monkeypatch, capsys):
@@ -113,5 +115,4 @@ def test_a_compiled_loss_that_fails_while_running_leaves_the_eager_update(capsys
         agent.update(batch)
     assert not compiled.compiled
     assert capsys.readouterr().err.count("torch.compile failed, updating eagerly") == 1
-    for p, q in zip(parameters(eager), parameters(compiled)):
-        torch.testing.assert_close(q, p, rtol=0, atol=0)
+    assert_same_parameters(compiled, eager, rtol=0, atol=0)
