@@ -65,21 +65,23 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-# compile=auto compiles a run's update only where it was measured to pay off: a Hamiltonian policy
-# loss (the chains are many small ops that inductor fuses; 1.1-1.2x per update on CPU) in a run
-# long enough to repay the first compile (~30 s cold, a few s from inductor's on-disk cache).
-# Gaussian updates ran slower compiled on CPU; CUDA is unmeasured (README, Performance).
+# compile=auto compiles a run's update only where it was measured to pay off (README, Performance):
+# a Hamiltonian policy's losses (the chains are many small ops that inductor fuses; per update
+# 1.1-1.2x on CPU, 1.4-1.9x on an H100) in a run long enough to repay the first compile (~30 s cold,
+# a few s from inductor's on-disk cache). Gaussian updates ran slower compiled on CPU and no
+# faster on the H100 (0.9-1.4x, differing between machines).
 COMPILE_MIN_UPDATES = 20_000
 
 
 def compiles(cfg: Config, device: torch.device) -> bool:
     """Whether a run compiles its update losses (cfg.compile: auto | always | never).
 
-    Never under auto with second_order: autograd.grad inside the loss splits the graph and fails
+    auto: a Hamiltonian training loss on CPU or CUDA in a run long enough to repay the compile
+    (see above). Never with second_order: autograd.grad inside the loss splits the graph and fails
     at run time (the agent then goes eager, with its one line)."""
     if cfg.compile != "auto":
         return cfg.compile == "always"
-    return (ALGOS[cfg.algo].train != "gaussian" and device.type == "cpu" and not cfg.second_order
+    return (ALGOS[cfg.algo].train != "gaussian" and device.type in ("cpu", "cuda") and not cfg.second_order
             and cfg.steps - cfg.learning_starts >= COMPILE_MIN_UPDATES)
 
 

@@ -64,7 +64,8 @@ class CriticStack(nn.Module):
 
     def at(self, obs: torch.Tensor, members: slice = slice(None)) -> "CriticsAt":
         """The selected members at a fixed batch of states, for many actions (see `CriticsAt`)."""
-        return CriticsAt(self, obs, members)
+        # the slicing stays here: torch 2.11's dynamo cannot pass a slice to a constructor (graph break)
+        return CriticsAt([(l.weight[members].detach(), l.bias[members].detach()) for l in self.layers], obs)
 
 
 class CriticsAt:
@@ -77,8 +78,9 @@ class CriticsAt:
     without building an autograd graph. Values and gradients equal autograd's (tests).
     """
 
-    def __init__(self, stack: CriticStack, obs: torch.Tensor, members: slice = slice(None)):
-        (w1, b1), (w2, b2), (w3, b3) = [(l.weight[members].detach(), l.bias[members].detach()) for l in stack.layers]
+    def __init__(self, layers: list[tuple[torch.Tensor, torch.Tensor]], obs: torch.Tensor):
+        """`layers`: the members' detached (weight, bias) of the three layers (CriticStack.at)."""
+        (w1, b1), (w2, b2), (w3, b3) = layers
         obs_dim, m = obs.shape[-1], w1.shape[0]
         self.state_part = torch.baddbmm(b1, obs.unsqueeze(0).expand(m, *obs.shape), w1[:, :obs_dim])
         self.w1a, self.w2, self.b2, self.w3, self.b3 = w1[:, obs_dim:], w2, b2, w3, b3

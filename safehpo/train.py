@@ -183,7 +183,8 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
     eval_log = CsvLog(out / "eval.csv", EVAL_COLUMNS)
     step, episode, n_evals, wall_before = 0, 0, 0, 0.0
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        # on the CPU: random states must be CPU byte tensors; the loads below copy onto the device
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if state.get("format", 1) != CHECKPOINT_FORMAT:
             raise ConfigError(f"--resume: '{ckpt_path}' was written by another safehpo version (checkpoint format "
                               f"{state.get('format', 1)}, this one reads {CHECKPOINT_FORMAT}); start the run afresh "

@@ -26,12 +26,13 @@ def assert_same_parameters(agent, reference, rtol, atol):
         torch.testing.assert_close(q, p, rtol=rtol, atol=atol)
 
 
-def test_compile_auto_is_on_for_long_hamiltonian_training_on_cpu_only():
+def test_compile_auto_is_on_for_long_runs_where_it_was_measured_faster():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     long = Config(algo="sac-hpo", steps=1_000_000)
-    assert compiles(long, cpu)
-    assert not compiles(long, cuda)                                        # unmeasured there: eager
-    assert not compiles(long.replace(algo="sac-lag"), cpu)                 # measured slower compiled
+    assert compiles(long, cpu) and compiles(long, cuda)
+    assert not compiles(long.replace(algo="sac-lag"), cpu)                 # measured slower compiled on CPU
+    assert not compiles(long.replace(algo="sac-lag"), cuda)                # and no faster on CUDA
+    assert not compiles(long.replace(second_order=True), cuda)
     assert not compiles(long.replace(algo="hpo-explore"), cpu)             # no chain in its update
     assert not compiles(long.replace(steps=5_000 + COMPILE_MIN_UPDATES - 1), cpu)  # too short to repay it
     assert not compiles(long.replace(second_order=True), cpu)             # autograd.grad splits the graph

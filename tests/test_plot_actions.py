@@ -89,7 +89,7 @@ def test_not_a_run_exits_2(hpo_run, tmp_path, capsys):
 
 def test_load_run_restores_the_trained_agent(hpo_run):
     cfg, spec, agent = plots.load_run(hpo_run)
-    saved = torch.load(hpo_run / "checkpoint.pt", weights_only=False)["agent"]
+    saved = torch.load(hpo_run / "checkpoint.pt", map_location="cpu", weights_only=False)["agent"]
     assert cfg.algo == "sac-hpo" and cfg.hidden == 32 and cfg.steps == 250
     for name, value in saved["critics"].items():
         assert torch.equal(agent.critics.state_dict()[name], value)
