@@ -44,12 +44,10 @@ def test_compile_auto_is_on_for_long_runs_where_it_was_measured_faster():
 
 def test_compiled_update_equals_eager_and_compiles_at_most_twice_per_loss(monkeypatch):
     """Three updates with a new lambda each: the compiled agent ends with the eager
-    agent's parameters (inductor drawing its random numbers as eager does), and lambda's changes
-    cost one recompile per loss, not one per value (a recompile past the limit would raise and the
-    agent would fall back to eager, which the last assert catches)."""
+    agent's parameters (the compiled losses draw their random numbers as eager does, from the same
+    seed), and lambda's changes cost one recompile per loss, not one per value (a recompile past the
+    limit would raise and the agent would fall back to eager, which the last assert catches)."""
     import torch._dynamo
-    import torch._inductor.config
-    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
     monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
     from torch._dynamo.utils import counters
     counters.clear()
