@@ -68,8 +68,8 @@ def resolve_device(name: str) -> torch.device:
 # compile=auto compiles a run's update only where it was measured to pay off (README, Performance):
 # a Hamiltonian policy's losses (the chains are many small ops that inductor fuses; per update
 # 1.1-1.2x on CPU, 1.4-1.9x on an H100) in a run long enough to repay the first compile (~30 s cold,
-# a few s from inductor's on-disk cache). Gaussian updates ran slower compiled on CPU and no
-# faster on the H100 (0.9-1.4x, differing between machines).
+# a few s from inductor's on-disk cache). Gaussian updates ran slower compiled on CPU and not
+# consistently faster on the H100 (0.9-1.4x, differing between machines).
 COMPILE_MIN_UPDATES = 20_000
 
 
@@ -77,8 +77,8 @@ def compiles(cfg: Config, device: torch.device) -> bool:
     """Whether a run compiles its update losses (cfg.compile: auto | always | never).
 
     auto: a Hamiltonian training loss on CPU or CUDA in a run long enough to repay the compile
-    (see above). Never with second_order: autograd.grad inside the loss splits the graph and fails
-    at run time (the agent then goes eager, with its one line)."""
+    (see above). auto never compiles second_order: autograd.grad inside the loss splits the graph
+    and fails at run time (the agent then goes eager, with its one line)."""
     if cfg.compile != "auto":
         return cfg.compile == "always"
     return (ALGOS[cfg.algo].train != "gaussian" and device.type in ("cpu", "cuda") and not cfg.second_order
@@ -367,7 +367,7 @@ class Agent:
         torch._dynamo.config.fail_on_recompile_limit_hit  # noqa: B018 - AttributeError on a torch without it
         torch._dynamo.reset()
         # fallback_random: random draws through aten, as eager makes them (one stream for eager and
-        # compiled runs; inductor's own CPU generator also took ~0.25 ms per draw, 1 ms per update)
+        # compiled runs; inductor's own CPU generator also took ~0.25 ms per draw, README)
         return {fn: torch.compile(fn, options={"fallback_random": True}) for fn in (self._critic_loss, self._actor_loss)}
 
     def healthy(self) -> bool:
