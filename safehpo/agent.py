@@ -65,16 +65,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-# compile=auto compiles a run's update only where it was measured to pay off (README, Performance):
-# a Hamiltonian policy's losses (the chains are many small ops that inductor fuses; per update
-# 1.1-1.2x on CPU, 1.4-1.9x on an H100) in a run long enough to repay the first compile (~30 s cold,
-# a few s from inductor's on-disk cache). Gaussian updates ran slower compiled on CPU and not
+# compile=auto compiles a run's update and acting only where it was measured to pay off (README,
+# Performance): a Hamiltonian policy's losses and draw (the chains are many small ops that
+# inductor fuses; per update 1.1-1.2x on CPU, 1.4-1.9x on an H100) in a run long enough to repay
+# the first compile (~30 s cold, a few s from inductor's on-disk cache). Gaussian updates ran slower compiled on CPU and not
 # consistently faster on the H100 (0.9-1.4x, differing between machines).
 COMPILE_MIN_UPDATES = 20_000
 
 
 def compiles(cfg: Config, device: torch.device) -> bool:
-    """Whether a run compiles its update losses (cfg.compile: auto | always | never).
+    """Whether a run compiles its update losses and acting's draw (cfg.compile: auto | always | never).
 
     auto: a Hamiltonian training loss on CPU or CUDA in a run long enough to repay the compile
     (see above). auto never compiles second_order: autograd.grad inside the loss splits the graph
@@ -139,8 +139,8 @@ class Agent:
         self._target_params = list(self.critics_target.parameters())
         self._actor_params = list(self.actor.parameters())
         self._actor_prev_params = list(self.actor_prev.parameters())
-        self.compiled = compiles(cfg, self.device)  # False again if compiling fails (see _loss)
-        self._compiled_losses: dict | None = None   # built at the first update (see _loss)
+        self.compiled = compiles(cfg, self.device)  # False again if compiling fails (see _run)
+        self._compiled_fns: dict | None = None      # built at the first use (see _run)
 
     @classmethod
     def for_env(cls, cfg: Config, spec, env, device: torch.device | str = "cpu") -> "Agent":
@@ -254,10 +254,9 @@ class Agent:
             kick, _ = self._kick(self.algo.explore, s, self.critics, alpha, lam)
             u, _, _ = run_chain(mu, torch.zeros_like(mu), kick, self.cfg.leapfrog_eps, self.cfg.leapfrog_steps)
             return self.actor.squash(u)[0].cpu().numpy()
-        a, _, chain = self.sample(s, self.algo.explore, self.cfg.momentum_std_explore, alpha, lam)
-        if not self.filter_on:
+        a, u, rho = self._run(self._explore, s, alpha, lam)
+        if not self.filter_on:  # every filtered algorithm explores with a chain (ALGOS): u, rho
             return a[0].cpu().numpy()
-        u, rho, _, _ = chain  # every filtered algorithm explores with a chain (ALGOS)
         filter_kick, _ = self._kick(self.algo.explore, s, self.critics_target, alpha, lam)
         qc_ref = self.cost_value(s, self.actor_prev.mean_action(s))
         std = self.cfg.momentum_std_explore if self.algo.momentum else 0.0
@@ -273,19 +272,26 @@ class Agent:
         u, _, _ = filter_action((u, rho, None), cost_of, advance, qc_ref, self.eps_l, self.cfg.k_max, self.audit)
         return self.actor.squash(u)[0].cpu().numpy()
 
+    def _explore(self, s: torch.Tensor, alpha, lam: float):
+        """(a, u_K, rho_K) of the explore policy at one state (u, rho None without a chain): tensors
+        only, so that it compiles as one graph (returning the chain's force, which holds lambda,
+        would make torch specialise lambda again: one recompile per value)."""
+        a, _, chain = self.sample(s, self.algo.explore, self.cfg.momentum_std_explore, alpha, lam)
+        return (a, None, None) if chain is None else (a, chain[0], chain[1])
+
     # ---- learning -----------------------------------------------------------------------------
     def update(self, batch: dict[str, torch.Tensor]) -> None:
         """One gradient step of critics, policy (+ leapfrog nets) and temperature; Polyak targets."""
         cfg, lam = self.cfg, self.multiplier.value
         alpha = self.log_alpha.exp().detach()
 
-        critic_loss = self._loss(self._critic_loss, batch["obs"], batch["act"], batch["next_obs"],
+        critic_loss = self._run(self._critic_loss, batch["obs"], batch["act"], batch["next_obs"],
                                  batch["rew"], batch["cost"], batch["done"], alpha, lam)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_opt.step()
 
-        actor_loss, logp_mean = self._loss(self._actor_loss, batch["obs"], alpha, lam)
+        actor_loss, logp_mean = self._run(self._actor_loss, batch["obs"], alpha, lam)
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()  # alpha enters detached: log_alpha.grad stays None here
         if cfg.autotune_alpha:  # temperature loss -log_alpha E[log pi + target entropy]: its gradient
@@ -329,33 +335,35 @@ class Agent:
             objective = objective / (1.0 + lam)
         return -objective.mean(), logp.detach().mean()
 
-    def _loss(self, fn, *args):
-        """fn(*args), through torch.compile where this run compiles. If compiling fails (no C++
-        compiler, a torch that lacks what this needs, torch's recompile limit, an inductor error) the
-        agent says so in one line on stderr and goes eager for good: the random-number state is put
-        back and fn evaluated eagerly, so the update is the eager one (a genuine error of fn then
-        shows as itself)."""
+    def _run(self, fn, *args):
+        """fn(*args), a loss or acting's draw, through torch.compile where this run compiles. If
+        compiling fails (no C++ compiler, a torch that lacks what this needs, torch's recompile limit,
+        an inductor error) the agent says so in one line on stderr and goes eager for good: the
+        random-number state is put back and fn evaluated eagerly, so the result is the eager one (a
+        genuine error of fn then shows as itself)."""
         if self.compiled:
             rng = torch.get_rng_state()
             cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
             try:  # past the recompile limit, raise (and say so below) rather than run eagerly unsaid
-                if self._compiled_losses is None:
-                    self._compiled_losses = self._compile_losses()
+                if self._compiled_fns is None:
+                    self._compiled_fns = self._compile_fns()
                 with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
-                    return self._compiled_losses[fn](*args)
+                    return self._compiled_fns[fn](*args)
             except Exception as e:  # noqa: BLE001 - whatever torch.compile raises
                 self.compiled = False
                 torch.set_rng_state(rng)
                 if cuda_rng is not None:
                     torch.cuda.set_rng_state(cuda_rng, self.device)
                 reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-                print(f"safehpo: torch.compile failed, updating eagerly ({reason})", file=sys.stderr)
+                print(f"safehpo: torch.compile failed, training eagerly ({reason})", file=sys.stderr)
         return fn(*args)
 
-    def _compile_losses(self) -> dict:
-        """torch.compile of both losses, default dynamic: lambda, a Python float, is specialised at
-        first and symbolic from its first change on, so a new lambda every episode costs one
-        recompile per run, not one per value (lambda = 0 is one more graph: Q_C skipped).
+    def _compile_fns(self) -> dict:
+        """torch.compile of both losses and of acting's draw (one state, no grad: a graph of its own;
+        eager, its ~500 small ops are most of an action's time). Default dynamic: lambda, a Python
+        float, is specialised at first and symbolic from its first change on, so a new lambda every
+        episode costs one recompile per run, not one per value (lambda = 0 is one more graph: Q_C
+        skipped).
 
         Compiled graphs are cached per function for the whole process, and every agent's count
         against the same recompile limit: a process trains one agent at a time (a bench worker, a
@@ -368,7 +376,8 @@ class Agent:
         torch._dynamo.reset()
         # fallback_random: random draws through aten, as eager makes them (one stream for eager and
         # compiled runs; inductor's own CPU generator also took ~0.25 ms per draw, README)
-        return {fn: torch.compile(fn, options={"fallback_random": True}) for fn in (self._critic_loss, self._actor_loss)}
+        fns = (self._critic_loss, self._actor_loss, self._explore)
+        return {fn: torch.compile(fn, options={"fallback_random": True}) for fn in fns}
 
     def healthy(self) -> bool:
         """False once any loss since the last call was NaN or infinite (one sync per call)."""

@@ -197,7 +197,7 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
 
     try:
         gflop = update_gflop(agent, buffer.sample(cfg.batch_size, rng))
-        compile_s = compile_update(agent, buffer.sample(cfg.batch_size, rng)) if agent.compiled else None
+        compile_s = compile_update(agent, buffer.sample(cfg.batch_size, rng), obs) if agent.compiled else None
         loop(warmup)
         sizes = [len(c) for c in np.array_split(np.arange(steps), min(chunks, steps))]
         step_ms, update_ms, rest_ms, cpu_ms = [], [], [], []
@@ -220,14 +220,17 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
                        agent.compiled, compile_s)
 
 
-def compile_update(agent: Agent, batch: dict) -> float:
+def compile_update(agent: Agent, batch: dict, obs: np.ndarray | None = None) -> float:
     """Compile, untimed, the graphs a long run ends up using: lambda's first value, then lambda as a
-    symbolic float (torch.compile's recompile at its first change; no further one after). Seconds."""
+    symbolic float (torch.compile's recompile at its first change; no further one after), for the
+    update and, given a state, for acting. Seconds."""
     lam = agent.multiplier.value
     t0 = time.perf_counter()
     for value in (lam, lam + 0.5, lam):
         agent.multiplier.value = value
         agent.update(batch)
+        if obs is not None:
+            agent.act(obs)
     return time.perf_counter() - t0
 
 

@@ -218,7 +218,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
     def write_status(state: str, reason: str | None = None) -> None:
         write_atomic(status_path, json.dumps({"state": state, "reason": reason, "steps_done": step,
                                               "wall_seconds": round(wall_before + time.perf_counter() - t_start, 2),
-                                              "compiled": agent.compiled}))  # the update through torch.compile
+                                              "compiled": agent.compiled}))  # update and acting through torch.compile
 
     def checkpoint() -> None:
         save_checkpoint(ckpt_path, {

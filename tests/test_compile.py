@@ -64,6 +64,30 @@ def test_compiled_update_equals_eager_and_compiles_at_most_twice_per_loss(monkey
     assert_same_parameters(compiled, eager, rtol=1e-4, atol=1e-5)
 
 
+def test_compiled_acting_picks_the_eager_actions(monkeypatch):
+    """Acting's draw (one state, no grad) runs compiled too: from the same seed the compiled agent
+    picks the eager agent's actions, Lyapunov filter included, as lambda changes (at most two graphs,
+    lambda fixed then symbolic, or the agent would fall back to eager)."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
+    counters.clear()
+    eager, compiled = hpo_agent("never"), hpo_agent("always")
+    assert eager.filter_on and compiled.filter_on
+    states = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    for i, lam in enumerate((1.0, 0.6, 0.3, 0.2)):
+        actions = []
+        for agent in (eager, compiled):
+            agent.multiplier.value = lam
+            agent.episode_start(states[0])
+            torch.manual_seed(200 + i)
+            actions.append(np.stack([agent.act(s) for s in states]))
+        np.testing.assert_allclose(actions[1], actions[0], rtol=1e-4, atol=1e-5)
+    assert compiled.compiled, "fell back to eager"
+    assert counters["stats"]["unique_graphs"] >= 1, "acting was not compiled"
+    assert compiled.audit.filtered_steps == eager.audit.filtered_steps == len(states)
+
+
 def test_a_failing_compile_falls_back_to_eager_with_one_line(monkeypatch, capsys):
     import safehpo.agent
 
@@ -80,7 +104,7 @@ def test_a_failing_compile_falls_back_to_eager_with_one_line(monkeypatch, capsys
         agent.update(batch)
     assert not compiled.compiled
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["safehpo: torch.compile failed, updating eagerly (InvalidCxxCompiler: No working C++ compiler found)"]
+    assert err == ["safehpo: torch.compile failed, training eagerly (InvalidCxxCompiler: No working C++ compiler found)"]
     assert_same_parameters(compiled, eager, rtol=0, atol=0)
 
 
@@ -98,7 +122,7 @@ def test_past_the_recompile_limit_an_agent_says_it_updates_eagerly(monkeypatch, 
     agent.multiplier.value = 0.5
     agent.update(batch)
     assert not agent.compiled
-    assert "torch.compile failed, updating eagerly" in capsys.readouterr().err
+    assert "torch.compile failed, training eagerly" in capsys.readouterr().err
 
 
 def test_a_compiled_loss_that_fails_while_running_leaves_the_eager_update(capsys):
@@ -113,5 +137,5 @@ def test_a_compiled_loss_that_fails_while_running_leaves_the_eager_update(capsys
         agent.update(batch)
         agent.update(batch)
     assert not compiled.compiled
-    assert capsys.readouterr().err.count("torch.compile failed, updating eagerly") == 1
+    assert capsys.readouterr().err.count("torch.compile failed, training eagerly") == 1
     assert_same_parameters(compiled, eager, rtol=0, atol=0)
