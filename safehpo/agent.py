@@ -247,13 +247,10 @@ class Agent:
         """One action for one state: base policy, Hamiltonian chain (explore mode), Lyapunov filter."""
         s = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
         alpha, lam = self.log_alpha.exp(), self.multiplier.value
-        if deterministic:  # the mean action, refined by the explore chain with rho_0 = 0
+        if deterministic:
             if self.algo.explore == "gaussian":
                 return self.actor.mean_action(s)[0].cpu().numpy()
-            mu, _ = self.actor.distribution(s)
-            kick, _ = self._kick(self.algo.explore, s, self.critics, alpha, lam)
-            u, _, _ = run_chain(mu, torch.zeros_like(mu), kick, self.cfg.leapfrog_eps, self.cfg.leapfrog_steps)
-            return self.actor.squash(u)[0].cpu().numpy()
+            return self._run(self._refined_mean, s, alpha, lam)[0].cpu().numpy()
         a, u, rho = self._run(self._explore, s, alpha, lam)
         if not self.filter_on:  # every filtered algorithm explores with a chain (ALGOS): u, rho
             return a[0].cpu().numpy()
@@ -271,6 +268,14 @@ class Agent:
 
         u, _, _ = filter_action((u, rho, None), cost_of, advance, qc_ref, self.eps_l, self.cfg.k_max, self.audit)
         return self.actor.squash(u)[0].cpu().numpy()
+
+    def _refined_mean(self, s: torch.Tensor, alpha, lam: float) -> torch.Tensor:
+        """The deterministic action: the base policy's mean refined by the explore chain with
+        rho_0 = 0 (a tensor only, like `_explore`)."""
+        mu, _ = self.actor.distribution(s)
+        kick, _ = self._kick(self.algo.explore, s, self.critics, alpha, lam)
+        u, _, _ = run_chain(mu, torch.zeros_like(mu), kick, self.cfg.leapfrog_eps, self.cfg.leapfrog_steps)
+        return self.actor.squash(u)
 
     def _explore(self, s: torch.Tensor, alpha, lam: float):
         """(a, u_K, rho_K) of the explore policy at one state (u, rho None without a chain): tensors
@@ -359,8 +364,8 @@ class Agent:
         return fn(*args)
 
     def _compile_fns(self) -> dict:
-        """torch.compile of both losses and of acting's draw (one state, no grad: a graph of its own;
-        eager, its ~500 small ops are most of an action's time). Default dynamic: lambda, a Python
+        """torch.compile of both losses and of acting's draw and deterministic action (one state, no
+        grad: graphs of their own; eager, their hundreds of small ops are most of an action's time). Default dynamic: lambda, a Python
         float, is specialised at first and symbolic from its first change on, so a new lambda every
         episode costs one recompile per run, not one per value (lambda = 0 is one more graph: Q_C
         skipped).
@@ -376,7 +381,7 @@ class Agent:
         torch._dynamo.reset()
         # fallback_random: random draws through aten, as eager makes them (one stream for eager and
         # compiled runs; inductor's own CPU generator also took ~0.25 ms per draw, README)
-        fns = (self._critic_loss, self._actor_loss, self._explore)
+        fns = (self._critic_loss, self._actor_loss, self._explore, self._refined_mean)
         return {fn: torch.compile(fn, options={"fallback_random": True}) for fn in fns}
 
     def healthy(self) -> bool:

@@ -65,9 +65,10 @@ def test_compiled_update_equals_eager_and_compiles_at_most_twice_per_loss(monkey
 
 
 def test_compiled_acting_picks_the_eager_actions(monkeypatch):
-    """Acting's draw (one state, no grad) runs compiled too: from the same seed the compiled agent
-    picks the eager agent's actions, Lyapunov filter included, as lambda changes (at most two graphs,
-    lambda fixed then symbolic, or the agent would fall back to eager)."""
+    """Acting's draw and deterministic action (one state, no grad) run compiled too: from the same
+    seed the compiled agent picks the eager agent's actions, Lyapunov filter included, as lambda
+    changes (at most two graphs each, lambda fixed then symbolic, or the agent would fall back to
+    eager)."""
     import torch._dynamo
     from torch._dynamo.utils import counters
     monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
@@ -81,10 +82,11 @@ def test_compiled_acting_picks_the_eager_actions(monkeypatch):
             agent.multiplier.value = lam
             agent.episode_start(states[0])
             torch.manual_seed(200 + i)
-            actions.append(np.stack([agent.act(s) for s in states]))
+            actions.append(np.stack([agent.act(s) for s in states] + [agent.act(s, deterministic=True) for s in states]))
         np.testing.assert_allclose(actions[1], actions[0], rtol=1e-4, atol=1e-5)
     assert compiled.compiled, "fell back to eager"
-    assert counters["stats"]["unique_graphs"] >= 1, "acting was not compiled"
+    # draw and deterministic action, each compiled for lambda fixed, then symbolic
+    assert counters["stats"]["unique_graphs"] >= 4, "acting was not compiled"
     assert compiled.audit.filtered_steps == eager.audit.filtered_steps == len(states)
 
 
