@@ -66,15 +66,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 # compile=auto compiles a run's update and acting only where it was measured to pay off (README,
-# Performance): a Hamiltonian policy's losses and draw (the chains are many small ops that
-# inductor fuses; per update 1.1-1.2x on CPU, 1.4-1.9x on an H100) in a run long enough to repay
-# the first compile (~30 s cold, a few s from inductor's on-disk cache). Gaussian updates ran slower compiled on CPU and not
-# consistently faster on the H100 (0.9-1.4x, differing between machines).
+# Performance): a Hamiltonian policy's (the chains are many small ops that inductor fuses; per
+# update 1.1-1.2x on CPU, 1.4-1.9x on an H100; acting 1.4-3x on CPU) in a run long enough to repay
+# the first compile (~30 s cold, a few s from inductor's on-disk cache). Gaussian updates ran
+# slower compiled on CPU and not consistently faster on the H100 (0.9-1.4x, differing between
+# machines).
 COMPILE_MIN_UPDATES = 20_000
 
 
 def compiles(cfg: Config, device: torch.device) -> bool:
-    """Whether a run compiles its update losses and acting's draw (cfg.compile: auto | always | never).
+    """Whether a run compiles its update losses and acting (cfg.compile: auto | always | never).
 
     auto: a Hamiltonian training loss on CPU or CUDA in a run long enough to repay the compile
     (see above). auto never compiles second_order: autograd.grad inside the loss splits the graph
@@ -364,11 +365,11 @@ class Agent:
         return fn(*args)
 
     def _compile_fns(self) -> dict:
-        """torch.compile of both losses and of acting's draw and deterministic action (one state, no
-        grad: graphs of their own; eager, their hundreds of small ops are most of an action's time). Default dynamic: lambda, a Python
-        float, is specialised at first and symbolic from its first change on, so a new lambda every
-        episode costs one recompile per run, not one per value (lambda = 0 is one more graph: Q_C
-        skipped).
+        """torch.compile of both losses and of acting's draw and deterministic action (one state,
+        no grad: graphs of their own; eager, their hundreds of small ops are most of an action's
+        time). Default dynamic: lambda, a Python float, is specialised at first and symbolic from
+        its first change on, so a new lambda every episode costs one recompile per run, not one per
+        value (lambda = 0 is one more graph: Q_C skipped).
 
         Compiled graphs are cached per function for the whole process, and every agent's count
         against the same recompile limit: a process trains one agent at a time (a bench worker, a

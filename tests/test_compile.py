@@ -82,7 +82,8 @@ def test_compiled_acting_picks_the_eager_actions(monkeypatch):
             agent.multiplier.value = lam
             agent.episode_start(states[0])
             torch.manual_seed(200 + i)
-            actions.append(np.stack([agent.act(s) for s in states] + [agent.act(s, deterministic=True) for s in states]))
+            drawn = [agent.act(s) for s in states]
+            actions.append(np.stack(drawn + [agent.act(s, deterministic=True) for s in states]))
         np.testing.assert_allclose(actions[1], actions[0], rtol=1e-4, atol=1e-5)
     assert compiled.compiled, "fell back to eager"
     # draw and deterministic action, each compiled for lambda fixed, then symbolic
