@@ -252,7 +252,10 @@ class Agent:
             if self.algo.explore == "gaussian":
                 return self.actor.mean_action(s)[0].cpu().numpy()
             return self._run(self._refined_mean, s, alpha, lam)[0].cpu().numpy()
-        a, u, rho = self._run(self._explore, s, alpha, lam)
+        if self.algo.explore == "gaussian":  # a few ops (hpo-train): eager, compiled or not
+            a, u, rho = self._explore(s, alpha, lam)
+        else:
+            a, u, rho = self._run(self._explore, s, alpha, lam)
         if not self.filter_on:  # every filtered algorithm explores with a chain (ALGOS): u, rho
             return a[0].cpu().numpy()
         filter_kick, _ = self._kick(self.algo.explore, s, self.critics_target, alpha, lam)
@@ -342,7 +345,7 @@ class Agent:
         return -objective.mean(), logp.detach().mean()
 
     def _run(self, fn, *args):
-        """fn(*args), a loss or acting's draw, through torch.compile where this run compiles. If
+        """fn(*args), a loss or an action, through torch.compile where this run compiles. If
         compiling fails (no C++ compiler, a torch that lacks what this needs, torch's recompile limit,
         an inductor error) the agent says so in one line on stderr and goes eager for good: the
         random-number state is put back and fn evaluated eagerly, so the result is the eager one (a

@@ -67,8 +67,8 @@ def test_compiled_update_equals_eager_and_compiles_at_most_twice_per_loss(monkey
 def test_compiled_acting_picks_the_eager_actions(monkeypatch):
     """Acting's draw and deterministic action (one state, no grad) run compiled too: from the same
     seed the compiled agent picks the eager agent's actions, Lyapunov filter included, as lambda
-    changes (at most two graphs each, lambda fixed then symbolic, or the agent would fall back to
-    eager)."""
+    changes (at most two graphs each, lambda fixed at 0 then symbolic, or the agent would fall back
+    to eager)."""
     import torch._dynamo
     from torch._dynamo.utils import counters
     monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
@@ -76,7 +76,7 @@ def test_compiled_acting_picks_the_eager_actions(monkeypatch):
     eager, compiled = hpo_agent("never"), hpo_agent("always")
     assert eager.filter_on and compiled.filter_on
     states = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
-    for i, lam in enumerate((1.0, 0.6, 0.3, 0.2)):
+    for i, lam in enumerate((0.0, 0.6, 0.3, 0.0)):  # lambda = 0 (Q_C skipped), then symbolic, then 0 again
         actions = []
         for agent in (eager, compiled):
             agent.multiplier.value = lam
