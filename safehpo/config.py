@@ -95,7 +95,7 @@ class Config:
     steps: int = 1_000_000
     device: str = "auto"          # auto | cpu | cuda
     threads: int = 1              # torch intra-op threads (1: several runs share the cores best)
-    compile: str = "auto"         # torch.compile the update's losses: auto (agent.compiles) | always | never
+    compile: str = "auto"         # torch.compile update losses and acting: auto (agent.compiles) | always | never
 
     # SAC (common to every algorithm)
     learning_starts: int = 5_000  # uniform random actions before the first update

@@ -61,8 +61,8 @@ class SpeedResult:
     cpu_ms_per_step: float  # process CPU time per step (median): less sensitive than wall time to a shared machine
     gflop_per_update: float | None = None  # matrix-multiply work of one agent.update (torch's FlopCounterMode)
     floor_ms: float | None = None          # gflop_per_update at the measured matmul rate: no update is faster
-    compiled: bool = False                 # update losses through torch.compile (cfg.compile; agent.compiles)
-    compile_s: float | None = None         # seconds of the untimed updates that compiled them
+    compiled: bool = False                 # update and acting through torch.compile (cfg.compile; agent.compiles)
+    compile_s: float | None = None         # seconds of the untimed updates and actions that compiled them
 
 
 def update_gflop(agent: Agent, batch: dict) -> float | None:
