@@ -200,7 +200,7 @@ class Agent:
                 coef.append(torch.ones_like(q1) * -c_cost)  # inf, not an error, for an overflowing lambda
             return v, torch.stack(coef)
 
-        return lambda act: at.value_and_grad(act, combine)
+        return lambda act: at.value_and_grad(act, combine, picks=2)  # the twins: a minimum picks rows
 
     def cost_value(self, obs: torch.Tensor, act: torch.Tensor) -> float:
         """Q_C(s, a) of the target cost critic, one state, in the spec's units (the filter's test)."""
@@ -253,25 +253,29 @@ class Agent:
                 return self.actor.mean_action(s)[0].cpu().numpy()
             return self._run(self._refined_mean, s, alpha, lam)[0].cpu().numpy()
         if self.algo.explore == "gaussian":  # a few ops (hpo-train): eager, compiled or not
-            a, u, rho = self._explore(s, alpha, lam)
+            a, u, rho, qc = self._explore(s, alpha, lam)
         else:
-            a, u, rho = self._run(self._explore, s, alpha, lam)
-        if not self.filter_on:  # every filtered algorithm explores with a chain (ALGOS): u, rho
+            a, u, rho, qc = self._run(self._explore, s, alpha, lam)
+        if not self.filter_on:  # every filtered algorithm explores with a chain (ALGOS): u, rho, qc
             return a[0].cpu().numpy()
-        filter_kick, _ = self._kick(self.algo.explore, s, self.critics_target, alpha, lam)
-        qc_ref = self.cost_value(s, self.actor_prev.mean_action(s))
+        qc_first, qc_ref = (v / self.cfg.cost_scale for v in qc.tolist())  # one sync for both
+        first = (u, rho, None)
         std = self.cfg.momentum_std_explore if self.algo.momentum else 0.0
+        filter_kick = None
 
         def cost_of(c):
-            return self.cost_value(s, self.actor.squash(c[0]))
+            return qc_first if c is first else self.cost_value(s, self.actor.squash(c[0]))
 
         def advance(c):  # the filter's leapfrog runs on the target critics' potential
+            nonlocal filter_kick
+            if filter_kick is None:  # built at the first rejection only
+                filter_kick, _ = self._kick(self.algo.explore, s, self.critics_target, alpha, lam)
             kick_u = c[2] if c[2] is not None else filter_kick(c[0])
             u_, rho_, k_ = leapfrog(c[0], c[1], kick_u, filter_kick, self.cfg.leapfrog_eps)
             return u_, rho_ + std * torch.randn_like(rho_), k_
 
-        u, _, _ = filter_action((u, rho, None), cost_of, advance, qc_ref, self.eps_l, self.cfg.k_max, self.audit)
-        return self.actor.squash(u)[0].cpu().numpy()
+        chosen = filter_action(first, cost_of, advance, qc_ref, self.eps_l, self.cfg.k_max, self.audit)
+        return (a if chosen is first else self.actor.squash(chosen[0]))[0].cpu().numpy()
 
     def _refined_mean(self, s: torch.Tensor, alpha, lam: float) -> torch.Tensor:
         """The deterministic action: the base policy's mean refined by the explore chain with
@@ -282,11 +286,19 @@ class Agent:
         return self.actor.squash(u)
 
     def _explore(self, s: torch.Tensor, alpha, lam: float):
-        """(a, u_K, rho_K) of the explore policy at one state (u, rho None without a chain): tensors
-        only, so that it compiles as one graph (returning the chain's force, which holds lambda,
-        would make torch specialise lambda again: one recompile per value)."""
+        """(a, u_K, rho_K, qc) of the explore policy at one state (u, rho None without a chain) and,
+        where the Lyapunov filter is on, what its first test reads (eq. 14): qc = [Q_C(s, a),
+        Q_C(s, pi_B(s))] of the target cost critic in its learning units (else None). Tensors only,
+        so that it compiles as one graph (returning the chain's force, which holds lambda, would
+        make torch specialise lambda again: one recompile per value)."""
         a, _, chain = self.sample(s, self.algo.explore, self.cfg.momentum_std_explore, alpha, lam)
-        return (a, None, None) if chain is None else (a, chain[0], chain[1])
+        if chain is None:
+            return a, None, None, None
+        qc = None
+        if self.filter_on:  # the two rows one at a time, as `cost_value` evaluates them
+            cost = [self.critics_target(s, x, members=slice(2, 3))[0] for x in (a, self.actor_prev.mean_action(s))]
+            qc = torch.cat(cost)
+        return a, chain[0], chain[1], qc
 
     # ---- learning -----------------------------------------------------------------------------
     def update(self, batch: dict[str, torch.Tensor]) -> None:
@@ -356,7 +368,7 @@ class Agent:
             try:  # past the recompile limit, raise (and say so below) rather than run eagerly unsaid
                 if self._compiled_fns is None:
                     self._compiled_fns = self._compile_fns()
-                with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+                with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, capture_dynamic_output_shape_ops=True):
                     return self._compiled_fns[fn](*args)
             except Exception as e:  # noqa: BLE001 - whatever torch.compile raises
                 self.compiled = False

@@ -15,6 +15,28 @@ from torch import nn
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
+PICK_MIN_ROWS = 32  # CriticsAt.value_and_grad: smaller batches (acting: one state) take every row
+
+
+def _compiling() -> bool:
+    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+    return bool(is_compiling and is_compiling())
+
+
+def affine(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """x_m W_m + b_m for every member m: [M, B, I] x [M, I, O] + [M, 1 or B, O].
+
+    Eager: one baddbmm. Under torch.compile: the matmul, then the bias added by the elementwise
+    kernel that follows (baddbmm would first copy the bias into its output: one more pass over
+    [M, B, O]); a layer with one output (O = 1) as a row-wise dot product fused with that kernel.
+    """
+    if not _compiling():
+        return torch.baddbmm(b, x, w)
+    if w.shape[-1] == 1:
+        return (x * w.transpose(1, 2)).sum(-1, keepdim=True) + b
+    return torch.bmm(x, w) + b
+
+
 class StackedLinear(nn.Module):
     """M independent affine maps y_m = x_m W_m + b_m as one batched matmul: [M,B,I] -> [M,B,O]."""
 
@@ -25,7 +47,7 @@ class StackedLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(members, 1, out_features).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+        return affine(x, self.weight, self.bias)
 
 
 class CriticStack(nn.Module):
@@ -57,7 +79,7 @@ class CriticStack(nn.Module):
         for i, (w, b) in enumerate(params):
             if detach_params:
                 w, b = w.detach(), b.detach()
-            x = torch.baddbmm(b, x, w)
+            x = affine(x, w, b)
             if i < last:
                 x = torch.relu_(x)  # in place: one buffer less to stream through the cache
         return x.squeeze(-1)
@@ -82,26 +104,39 @@ class CriticsAt:
         """`layers`: the members' detached (weight, bias) of the three layers (CriticStack.at)."""
         (w1, b1), (w2, b2), (w3, b3) = layers
         obs_dim, m = obs.shape[-1], w1.shape[0]
-        self.state_part = torch.baddbmm(b1, obs.unsqueeze(0).expand(m, *obs.shape), w1[:, :obs_dim])
+        self.state_part = affine(obs.unsqueeze(0).expand(m, *obs.shape), w1[:, :obs_dim], b1)
         self.w1a, self.w2, self.b2, self.w3, self.b3 = w1[:, obs_dim:], w2, b2, w3, b3
 
     def _hidden(self, act: torch.Tensor):
         x = act.unsqueeze(0).expand(self.w1a.shape[0], *act.shape)
-        h1 = torch.relu_(torch.baddbmm(self.state_part, x, self.w1a))
-        h2 = torch.relu_(torch.baddbmm(self.b2, h1, self.w2))
+        h1 = torch.relu_(affine(x, self.w1a, self.state_part))
+        h2 = torch.relu_(affine(h1, self.w2, self.b2))
         return h1, h2
 
-    def value_and_grad(self, act: torch.Tensor, combine) -> tuple[torch.Tensor, torch.Tensor]:
+    def value_and_grad(self, act: torch.Tensor, combine, picks: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """(v, dv/da) for v = combine(q): `combine` maps the [M', B] values to (v [B], c [M', B]),
-        c = dv/dq (e.g. the twin minimum's indicator, -lambda for the cost member)."""
+        c = dv/dq (e.g. the twin minimum's indicator, -lambda for the cost member).
+
+        `picks`: how many leading members have a c that picks rows (a minimum: c = 0 wherever
+        another member is the smaller). On the CPU, for a batch of at least PICK_MIN_ROWS, only
+        the rows a member is picked for go through its backward matmuls: for the twins that
+        halves their [B, H] x [H, H] product (ties: both members' rows, half each, as autograd)."""
         h1, h2 = self._hidden(act)
-        q = torch.baddbmm(self.b3, h2, self.w3).squeeze(-1)
+        q = affine(h2, self.w3, self.b3).squeeze(-1)
         v, c = combine(q)
+        if not (act.device.type == "cpu" and act.shape[0] >= PICK_MIN_ROWS):
+            picks = 0  # on a GPU the matmul is cheap and the rows' count would cost a host sync
         # dQ_m/da for every row, then weighted by c: the rows' weights commute with the matmuls,
         # so they scale the small [M', B, A] result instead of a [M', B, H] activation
         g2 = torch.ops.aten.threshold_backward(self.w3.transpose(1, 2).expand_as(h2), h2, 0.0)
-        g1 = torch.ops.aten.threshold_backward(torch.bmm(g2, self.w2.transpose(1, 2)), h1, 0.0)
-        return v, (torch.bmm(g1, self.w1a.transpose(1, 2)) * c.unsqueeze(-1)).sum(0)
+        g1 = torch.ops.aten.threshold_backward(torch.bmm(g2[picks:], self.w2[picks:].transpose(1, 2)), h1[picks:], 0.0)
+        grad = (torch.bmm(g1, self.w1a[picks:].transpose(1, 2)) * c[picks:].unsqueeze(-1)).sum(0)
+        for m in range(picks):  # the same, on the picked rows only
+            rows = c[m].nonzero().squeeze(1)
+            g1 = torch.ops.aten.threshold_backward(g2[m].index_select(0, rows) @ self.w2[m].T,
+                                                   h1[m].index_select(0, rows), 0.0)
+            grad = grad.index_add(0, rows, (g1 @ self.w1a[m].T) * c[m].index_select(0, rows).unsqueeze(-1))
+        return v, grad
 
 
 class SquashedGaussianActor(nn.Module):

@@ -121,8 +121,9 @@ def test_sac_hpo_update_gflop_is_two_chains_of_force_evaluations(k, lam):
     """sac-hpo's update multiplies: the critic target (base actor on s', a chain on s', three target
     critics), the critic loss (as sac-lag's), the actor chain on s, and the backward through the
     chain's gated-kick networks and the base actor. Each chain computes the states' share of the
-    first layer once, then K + 1 force evaluations: forward and input-backward of the critic members
-    of Q_lambda (the cost critic only while lambda > 0), and the two kick networks."""
+    first layer once, then K + 1 force evaluations: forward of the critic members of Q_lambda (the
+    cost critic only while lambda > 0), input-backward of the twin each row's minimum picks and of
+    the cost critic (no tie in random critics), and the two kick networks."""
     import numpy as np
 
     from safehpo.agent import Agent
@@ -141,7 +142,7 @@ def test_sac_hpo_update_gflop_is_two_chains_of_force_evaluations(k, lam):
     m = 3 if lam > 0 else 2                              # members of Q_lambda
     critic = mm(d + A, H) + mm(H, H) + mm(H, 1)          # one member's forward
     actor = mm(d, Hb) + mm(Hb, 2 * A)                     # the base policy: one hidden layer
-    force = m * (mm(A, H) + mm(H, H) + mm(H, 1) + mm(H, H) + mm(H, A))
+    force = m * (mm(A, H) + mm(H, H) + mm(H, 1)) + (m - 1) * (mm(H, H) + mm(H, A))
     kick_nets = 2 * (mm(2 * A, Hg) + mm(Hg, A))          # T_h and sigma_h
     chain = m * mm(d, H) + (k + 1) * (force + kick_nets)
     expected = (actor + chain + 3 * critic                              # target
