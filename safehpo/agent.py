@@ -259,23 +259,31 @@ class Agent:
         if not self.filter_on:  # every filtered algorithm explores with a chain (ALGOS): u, rho, qc
             return a[0].cpu().numpy()
         qc_first, qc_ref = (v / self.cfg.cost_scale for v in qc.tolist())  # one sync for both
-        first = (u, rho, None)
-        std = self.cfg.momentum_std_explore if self.algo.momentum else 0.0
-        filter_kick = None
-
-        def cost_of(c):
-            return qc_first if c is first else self.cost_value(s, self.actor.squash(c[0]))
+        first = (u, rho, None, qc_first)  # a candidate: u, rho, the filter's kick at u, Q_C(s, a)
 
         def advance(c):  # the filter's leapfrog runs on the target critics' potential
-            nonlocal filter_kick
-            if filter_kick is None:  # built at the first rejection only
-                filter_kick, _ = self._kick(self.algo.explore, s, self.critics_target, alpha, lam)
-            kick_u = c[2] if c[2] is not None else filter_kick(c[0])
-            u_, rho_, k_ = leapfrog(c[0], c[1], kick_u, filter_kick, self.cfg.leapfrog_eps)
-            return u_, rho_ + std * torch.randn_like(rho_), k_
+            kick_u = c[2] if c[2] is not None else self._run(self._filter_kick, s, c[0], alpha, lam)
+            u_, rho_, kick_, qc_ = self._run(self._filter_step, s, c[0], c[1], kick_u, alpha, lam)
+            return u_, rho_, kick_, float(qc_) / self.cfg.cost_scale
 
-        chosen = filter_action(first, cost_of, advance, qc_ref, self.eps_l, self.cfg.k_max, self.audit)
+        chosen = filter_action(first, lambda c: c[3], advance, qc_ref, self.eps_l, self.cfg.k_max, self.audit)
         return (a if chosen is first else self.actor.squash(chosen[0]))[0].cpu().numpy()
+
+    def _filter_kick(self, s: torch.Tensor, u: torch.Tensor, alpha, lam: float) -> torch.Tensor:
+        """The filter's kick at u (target critics): the draw's chain ran on the online critics."""
+        kick, _ = self._kick(self.algo.explore, s, self.critics_target, alpha, lam)
+        return kick(u)
+
+    def _filter_step(self, s: torch.Tensor, u: torch.Tensor, rho: torch.Tensor, kick_u: torch.Tensor, alpha,
+                     lam: float):
+        """The filter's next candidate (Algorithm 3): one leapfrog step on the target critics'
+        potential from (u, rho), kick_u the kick at u, then fresh momentum noise. Returns u', rho',
+        the kick at u' and Q_C(s, squash u') in learning units (tensors only, as `_explore`)."""
+        kick, _ = self._kick(self.algo.explore, s, self.critics_target, alpha, lam)
+        u, rho, kick_u = leapfrog(u, rho, kick_u, kick, self.cfg.leapfrog_eps)
+        std = self.cfg.momentum_std_explore if self.algo.momentum else 0.0
+        rho = rho + std * torch.randn_like(rho)
+        return u, rho, kick_u, self.critics_target(s, self.actor.squash(u), members=slice(2, 3))[0]
 
     def _refined_mean(self, s: torch.Tensor, alpha, lam: float) -> torch.Tensor:
         """The deterministic action: the base policy's mean refined by the explore chain with
@@ -400,7 +408,8 @@ class Agent:
         # cpp_wrapper (CPU, where it was measured): the graph's kernels are called from generated C++,
         # not Python: ~1 ms less per sac-hpo update, which calls some 300 kernels and matmuls
         options = {"fallback_random": True, "cpp_wrapper": self.device.type == "cpu"}
-        fns = (self._critic_loss, self._actor_loss, self._explore, self._refined_mean)
+        fns = (self._critic_loss, self._actor_loss, self._explore, self._refined_mean, self._filter_kick,
+               self._filter_step)
         return {fn: torch.compile(fn, options=options) for fn in fns}
 
     def healthy(self) -> bool:

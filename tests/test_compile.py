@@ -65,10 +65,10 @@ def test_compiled_update_equals_eager_and_compiles_at_most_twice_per_loss(monkey
 
 
 def test_compiled_acting_picks_the_eager_actions(monkeypatch):
-    """Acting's draw and deterministic action (one state, no grad) run compiled too: from the same
-    seed the compiled agent picks the eager agent's actions, Lyapunov filter included, as lambda
+    """Acting's draw, deterministic action and the Lyapunov filter's steps (one state, no grad) run
+    compiled too: from the same seed the compiled agent picks the eager agent's actions, as lambda
     changes (at most two graphs each, lambda fixed at 0 then symbolic, or the agent would fall back
-    to eager)."""
+    to eager), also where the filter rejects every candidate and takes its K_max steps."""
     import torch._dynamo
     from torch._dynamo.utils import counters
     monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
@@ -81,14 +81,19 @@ def test_compiled_acting_picks_the_eager_actions(monkeypatch):
         for agent in (eager, compiled):
             agent.multiplier.value = lam
             agent.episode_start(states[0])
+            if i % 2:
+                agent.eps_l = -1e6  # no candidate passes: the filter's kick and steps run K_max times
             torch.manual_seed(200 + i)
             drawn = [agent.act(s) for s in states]
             actions.append(np.stack(drawn + [agent.act(s, deterministic=True) for s in states]))
         np.testing.assert_allclose(actions[1], actions[0], rtol=1e-4, atol=1e-5)
+        assert compiled.audit == eager.audit
+        assert compiled.audit.filtered_steps == len(states)
+        if i % 2:
+            assert compiled.audit.rejected == len(states) * (compiled.cfg.k_max + 1)
     assert compiled.compiled, "fell back to eager"
-    # draw and deterministic action, each compiled for lambda fixed, then symbolic
-    assert counters["stats"]["unique_graphs"] >= 4, "acting was not compiled"
-    assert compiled.audit.filtered_steps == eager.audit.filtered_steps == len(states)
+    # draw, deterministic action, the filter's kick and step, each compiled for lambda fixed, then symbolic
+    assert counters["stats"]["unique_graphs"] >= 8, "acting was not compiled"
 
 
 def test_a_failing_compile_falls_back_to_eager_with_one_line(monkeypatch, capsys):

@@ -18,15 +18,14 @@ def test_speed_writes_one_positive_result_per_algo_env_k(tmp_path, capsys, monke
     out = tmp_path / "tmp" / "speed.json"
     tiny = [a for item in TINY for a in ("--set", item)]
     code = main(["speed", "--steps", "20", "--warmup", "5", "--fill", "100", "--algos", "sac-lag,sac-hpo",
-                 "--k", "1,2", "--envs", "halfcheetah-speed", "--device", "cpu", "--out", str(out), "--quiet", *tiny])
+                 "--k", "1", "--envs", "halfcheetah-speed", "--device", "cpu", "--out", str(out), "--quiet", *tiny])
     assert code == 0
     doc = json.loads(out.read_text())
     assert REQUIRED <= set(doc)
     assert {"cpu", "cores", "platform"} <= set(doc["machine"])
     assert doc["threads"] == 1 and doc["steps"] == 20 and doc["device"] == "cpu"
     got = [(r["algo"], r["env"], r["k"]) for r in doc["results"]]
-    assert got == [("sac-lag", "halfcheetah-speed", 0), ("sac-hpo", "halfcheetah-speed", 1),
-                   ("sac-hpo", "halfcheetah-speed", 2)]
+    assert got == [("sac-lag", "halfcheetah-speed", 0), ("sac-hpo", "halfcheetah-speed", 1)]
     for r in doc["results"]:
         assert RESULT_KEYS <= set(r)
         for key in ("steps_per_s", "ms_per_update", "ms_per_step"):
@@ -34,13 +33,14 @@ def test_speed_writes_one_positive_result_per_algo_env_k(tmp_path, capsys, monke
         # the update is part of the step, and the rate is the step time's inverse
         assert r["ms_per_update"] < r["ms_per_step"]
         assert r["ms_per_step"] == pytest.approx(1000.0 / r["steps_per_s"])
-    # matmul work grows with K; at the measured matmul rate it is a floor below the measured update
+    # a chain multiplies more than a Gaussian policy (the counts per K: the gflop tests below); at the
+    # measured matmul rate the work is a floor below the measured update
     gflop = [r["gflop_per_update"] for r in doc["results"]]
-    assert 0 < gflop[0] < gflop[1] < gflop[2]
+    assert 0 < gflop[0] < gflop[1]
     assert doc["matmul_gflops"] > 0
     # measured as a long run runs (compile=auto): sac-hpo compiled before the timed loop, sac-lag eager
     assert [(r["compiled"], r["compile_s"] is not None and r["compile_s"] > 0) for r in doc["results"]] == [
-        (False, False), (True, True), (True, True)]
+        (False, False), (True, True)]
     for r in doc["results"]:
         assert r["floor_ms"] == pytest.approx(1000.0 * r["gflop_per_update"] / doc["matmul_gflops"])
         assert 0 < r["floor_ms"] < r["ms_per_update"]
