@@ -68,9 +68,9 @@ def resolve_device(name: str) -> torch.device:
 # compile=auto compiles a run's update and acting only where it was measured to pay off (README,
 # Performance): a Hamiltonian policy's (the chains are many small ops that inductor fuses; per
 # update 1.1-1.2x on CPU, 1.4-1.9x on an H100; acting 1.4-3x on CPU) in a run long enough to repay
-# the first compile (~30 s cold, a few s from inductor's on-disk cache). Gaussian updates ran
-# slower compiled on CPU and not consistently faster on the H100 (0.9-1.4x, differing between
-# machines).
+# the first compile (~105 s cold on CPU for sac-hpo, ~10 s from inductor's on-disk cache).
+# Gaussian updates ran slower compiled on CPU and not consistently faster on the H100 (0.9-1.4x,
+# differing between machines).
 COMPILE_MIN_UPDATES = 20_000
 
 
@@ -202,9 +202,13 @@ class Agent:
 
         return lambda act: at.value_and_grad(act, combine, picks=2)  # the twins: a minimum picks rows
 
+    def target_cost(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """[B] Q_C(s, a) of the target cost critic (the filter's), in its learning units."""
+        return self.critics_target(obs, act, members=slice(2, 3))[0]
+
     def cost_value(self, obs: torch.Tensor, act: torch.Tensor) -> float:
         """Q_C(s, a) of the target cost critic, one state, in the spec's units (the filter's test)."""
-        return float(self.critics_target(obs, act, members=slice(2, 3))[0, 0]) / self.cfg.cost_scale
+        return float(self.target_cost(obs, act)[0]) / self.cfg.cost_scale
 
     def _kick(self, mode: str, obs: torch.Tensor, critics: CriticStack, alpha, lam: float):
         """(kick, force) of the chain driven by Q_lambda of `critics` (conventional or gated kick)."""
@@ -283,7 +287,7 @@ class Agent:
         u, rho, kick_u = leapfrog(u, rho, kick_u, kick, self.cfg.leapfrog_eps)
         std = self.cfg.momentum_std_explore if self.algo.momentum else 0.0
         rho = rho + std * torch.randn_like(rho)
-        return u, rho, kick_u, self.critics_target(s, self.actor.squash(u), members=slice(2, 3))[0]
+        return u, rho, kick_u, self.target_cost(s, self.actor.squash(u))
 
     def _refined_mean(self, s: torch.Tensor, alpha, lam: float) -> torch.Tensor:
         """The deterministic action: the base policy's mean refined by the explore chain with
@@ -304,8 +308,7 @@ class Agent:
             return a, None, None, None
         qc = None
         if self.filter_on:  # the two rows one at a time, as `cost_value` evaluates them
-            cost = [self.critics_target(s, x, members=slice(2, 3))[0] for x in (a, self.actor_prev.mean_action(s))]
-            qc = torch.cat(cost)
+            qc = torch.cat([self.target_cost(s, x) for x in (a, self.actor_prev.mean_action(s))])
         return a, chain[0], chain[1], qc
 
     # ---- learning -----------------------------------------------------------------------------
@@ -376,7 +379,9 @@ class Agent:
             try:  # past the recompile limit, raise (and say so below) rather than run eagerly unsaid
                 if self._compiled_fns is None:
                     self._compiled_fns = self._compile_fns()
-                with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, capture_dynamic_output_shape_ops=True):
+                # capture_dynamic_output_shape_ops: the rows a twin is picked for (nets.CriticsAt)
+                with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True,
+                                                capture_dynamic_output_shape_ops=True):
                     return self._compiled_fns[fn](*args)
             except Exception as e:  # noqa: BLE001 - whatever torch.compile raises
                 self.compiled = False
@@ -388,11 +393,11 @@ class Agent:
         return fn(*args)
 
     def _compile_fns(self) -> dict:
-        """torch.compile of both losses and of acting's draw and deterministic action (one state,
-        no grad: graphs of their own; eager, their hundreds of small ops are most of an action's
-        time). Default dynamic: lambda, a Python float, is specialised at first and symbolic from
-        its first change on, so a new lambda every episode costs one recompile per run, not one per
-        value (lambda = 0 is one more graph: Q_C skipped).
+        """torch.compile of both losses and of acting's draw, deterministic action and the Lyapunov
+        filter's kick and step (one state, no grad: graphs of their own; eager, their hundreds of
+        small ops are most of an action's time). Default dynamic: lambda, a Python float, is
+        specialised at first and symbolic from its first change on, so a new lambda every episode
+        costs one recompile per run, not one per value (lambda = 0 is one more graph: Q_C skipped).
 
         Compiled graphs are cached per function for the whole process, and every agent's count
         against the same recompile limit: a process trains one agent at a time (a bench worker, a
