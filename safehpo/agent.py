@@ -175,9 +175,10 @@ class Agent:
             q_lam = q_lam - (lam / self.cfg.cost_scale) * q[2]
         return q_lam
 
-    def _q_lambda_members(self, lam: float) -> slice:
-        """The critic members Q_lambda reads: the twins, and Q_C only while it counts (lambda != 0)."""
-        return slice(0, 3 if self.uses_cost and lam != 0.0 else 2)
+    def _q_lambda_members(self, lam) -> slice:
+        """The critic members Q_lambda reads: the twins, and Q_C only while it counts (lambda != 0;
+        a lambda passed as a tensor is a nonzero one, see `_run`)."""
+        return slice(0, 3 if self.uses_cost and (isinstance(lam, torch.Tensor) or lam != 0.0) else 2)
 
     def q_lambda_at(self, critics: CriticStack, obs: torch.Tensor, lam: float):
         """a -> (Q_lambda(s, a), dQ_lambda/da) at the states `obs`, hand-written (nets.CriticsAt).
@@ -301,8 +302,8 @@ class Agent:
         """(a, u_K, rho_K, qc) of the explore policy at one state (u, rho None without a chain) and,
         where the Lyapunov filter is on, what its first test reads (eq. 14): qc = [Q_C(s, a),
         Q_C(s, pi_B(s))] of the target cost critic in its learning units (else None). Tensors only,
-        so that it compiles as one graph (returning the chain's force, which holds lambda, would
-        make torch specialise lambda again: one recompile per value)."""
+        so that it compiles as one graph (returning the chain's force, which held lambda as a float,
+        once made torch specialise lambda: one recompile per value)."""
         a, _, chain = self.sample(s, self.algo.explore, self.cfg.momentum_std_explore, alpha, lam)
         if chain is None:
             return a, None, None, None
@@ -374,6 +375,12 @@ class Agent:
         random-number state is put back and fn evaluated eagerly, so the result is the eager one (a
         genuine error of fn then shows as itself)."""
         if self.compiled:
+            *args, lam = args  # every compiled function takes lambda last
+            # lambda != 0 as a 0-dim float64 tensor (what torch.compile makes of a symbolic float): one
+            # graph for all its values from the first call on. Passed as a float, it would be compiled
+            # as a constant first and recompiled as a symbolic float at its first change: twice the
+            # compile time, and a first graph no other process can take from inductor's cache.
+            args.append(lam if lam == 0.0 else torch.tensor(lam, dtype=torch.float64))
             rng = torch.get_rng_state()
             cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
             try:  # past the recompile limit, raise (and say so below) rather than run eagerly unsaid
@@ -385,6 +392,7 @@ class Agent:
                     return self._compiled_fns[fn](*args)
             except Exception as e:  # noqa: BLE001 - whatever torch.compile raises
                 self.compiled = False
+                args[-1] = lam
                 torch.set_rng_state(rng)
                 if cuda_rng is not None:
                     torch.cuda.set_rng_state(cuda_rng, self.device)
@@ -395,17 +403,15 @@ class Agent:
     def _compile_fns(self) -> dict:
         """torch.compile of both losses and of acting's draw, deterministic action and the Lyapunov
         filter's kick and step (one state, no grad: graphs of their own; eager, their hundreds of
-        small ops are most of an action's time). Default dynamic: lambda, a Python float, is
-        specialised at first and symbolic from its first change on, so a new lambda every episode
-        costs one recompile per run, not one per value (lambda = 0 is one more graph: Q_C skipped).
+        small ops are most of an action's time). Lambda reaches them as a tensor (`_run`): one graph
+        per function for every lambda != 0, compiled at the first call (lambda = 0 is one more: Q_C
+        skipped).
 
         Compiled graphs are cached per function for the whole process, and every agent's count
         against the same recompile limit: a process trains one agent at a time (a bench worker, a
         Ray worker running one run after another, `safehpo speed`), so the graphs of earlier agents
         are dropped here."""
         import torch._dynamo
-        if torch._dynamo.config.specialize_float:
-            raise RuntimeError(f"torch {torch.__version__} specialises float arguments: one recompile per lambda")
         torch._dynamo.config.fail_on_recompile_limit_hit  # noqa: B018 - AttributeError on a torch without it
         torch._dynamo.reset()
         # fallback_random: random draws through aten, as eager makes them (one stream for eager and

@@ -222,13 +222,13 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
 
 
 def compile_update(agent: Agent, batch: dict, obs: np.ndarray | None = None) -> float:
-    """Compile, untimed, the graphs a long run ends up using: lambda's first value, then lambda as a
-    symbolic float (torch.compile's recompile at its first change; no further one after), for the
-    update and, given a state, for acting, the Lyapunov filter's steps included (an action that no
-    candidate passes; its counts are left out of the audit). Seconds."""
+    """Compile, untimed, the graphs a long run ends up using (at lambda's first value and one more:
+    from lambda = 0, the graphs with Q_C too) for the update and, given a state, for acting, the
+    Lyapunov filter's steps included (an action that no candidate passes; its counts are left out
+    of the audit). Seconds."""
     lam, eps_l = agent.multiplier.value, agent.eps_l
     t0 = time.perf_counter()
-    for value in (lam, lam + 0.5, lam):
+    for value in (lam, lam + 0.5, lam):  # ending at lambda's first value
         agent.multiplier.value = value
         agent.update(batch)
         if obs is not None:
