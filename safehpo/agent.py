@@ -68,7 +68,7 @@ def resolve_device(name: str) -> torch.device:
 # compile=auto compiles a run's update and acting only where it was measured to pay off (README,
 # Performance): a Hamiltonian policy's (the chains are many small ops that inductor fuses; per
 # update 1.1-1.2x on CPU, 1.4-1.9x on an H100; acting 1.4-3x on CPU) in a run long enough to repay
-# the first compile (~105 s cold on CPU for sac-hpo, ~10 s from inductor's on-disk cache).
+# the first compile (~57 s cold on CPU for sac-hpo at lambda != 0, ~5 s from inductor's on-disk cache).
 # Gaussian updates ran slower compiled on CPU and not consistently faster on the H100 (0.9-1.4x,
 # differing between machines).
 COMPILE_MIN_UPDATES = 20_000
