@@ -130,12 +130,12 @@ def machine_info(device: torch.device) -> dict:
 
 
 def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int = 1000,
-            chunks: int = CHUNKS, gflops: float = 0.0) -> SpeedResult:
+            chunks: int = CHUNKS, gflops: float = 0.0, status=lambda phase: None) -> SpeedResult:
     """Time `steps` iterations of the update-phase training loop of cfg.algo on spec (see module doc).
 
     cfg.leapfrog_steps is the K of a Hamiltonian algorithm; cfg.threads, cfg.device and
     cfg.seed are used as a run would use them. `gflops`: the device's matmul rate (matmul_gflops),
-    for floor_ms; 0 leaves it None.
+    for floor_ms; 0 leaves it None. `status(phase)` is told "compiling" and "timing" (a progress bar).
     """
     from .train import TrainingDiverged, keep_freed_memory
     keep_freed_memory()  # as the training loop does
@@ -198,7 +198,11 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
 
     try:
         gflop = update_gflop(agent, buffer.sample(cfg.batch_size, rng))
-        compile_s = compile_update(agent, buffer.sample(cfg.batch_size, rng), obs) if agent.compiled else None
+        compile_s = None
+        if agent.compiled:
+            status("compiling")
+            compile_s = compile_update(agent, buffer.sample(cfg.batch_size, rng), obs)
+        status("timing")
         loop(warmup)
         sizes = [len(c) for c in np.array_split(np.arange(steps), min(chunks, steps))]
         step_ms, update_ms, rest_ms, cpu_ms = [], [], [], []
@@ -317,9 +321,14 @@ def cmd_speed(args) -> int:
     results = []
     with tqdm(configs, desc="speed", unit="config", disable=args.quiet, dynamic_ncols=True) as bar:
         for cfg in bar:
-            k = f" K={cfg.leapfrog_steps}" if ALGOS[cfg.algo].hamiltonian else ""
-            bar.set_postfix_str(f"{cfg.algo} {cfg.env}{k}")
-            results.append(measure(cfg, specs[cfg.env], n["steps"], n["warmup"], n["fill"], gflops=gflops))
+            name = f"{cfg.algo} {cfg.env}" + (f" K={cfg.leapfrog_steps}" if ALGOS[cfg.algo].hamiltonian else "")
+
+            def status(phase: str) -> None:  # torch.compile: ~1 min cold for sac-hpo (README, Commands)
+                bar.set_postfix_str(f"{name}: {phase}" + (" (torch.compile, ~1 min cold)" if phase == "compiling" else ""))
+
+            status("filling the buffer")
+            results.append(measure(cfg, specs[cfg.env], n["steps"], n["warmup"], n["fill"], gflops=gflops,
+                                   status=status))
     print(format_table(results))
     print(f"floor ms = GFLOP/update at {gflops:.0f} GFLOP/s, this device's measured rate for the critic stack's "
           f"[3, 256, 256] x [3, 256, 256] batched matmul")

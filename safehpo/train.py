@@ -242,6 +242,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
         bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.algo} {spec.id} s{cfg.seed}", unit="step",
                    dynamic_ncols=True, smoothing=0.05, mininterval=0.5)
     next_checkpoint = (step // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval
+    say_compiling = agent.compiled
     ep_costs = np.zeros(spec.max_episode_steps + 1, dtype=np.float64)
     try:
         obs, _ = env.reset(seed=episode_seed(cfg.seed, episode))
@@ -263,7 +264,14 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
             step += 1
 
             if step >= cfg.learning_starts:
+                if say_compiling and bar is not None:  # the first update compiles: the bar stands still meanwhile
+                    bar.update(step - shown)
+                    shown = step
+                    bar.set_postfix_str("compiling the update (torch.compile, up to a minute cold)")
                 agent.update(buffer.sample(cfg.batch_size, rng))
+                if say_compiling and bar is not None:
+                    bar.set_postfix_str("", refresh=False)
+                say_compiling = False
 
             if step % cfg.eval_interval == 0 or step == cfg.steps:
                 row = evaluate(agent, eval_env, spec, cfg.gamma, cfg.eval_episodes,

@@ -18,7 +18,7 @@ def test_speed_writes_one_positive_result_per_algo_env_k(tmp_path, capsys, monke
     out = tmp_path / "tmp" / "speed.json"
     tiny = [a for item in TINY for a in ("--set", item)]
     code = main(["speed", "--steps", "20", "--warmup", "5", "--fill", "100", "--algos", "sac-lag,sac-hpo",
-                 "--k", "1", "--envs", "halfcheetah-speed", "--device", "cpu", "--out", str(out), "--quiet", *tiny])
+                 "--k", "1", "--envs", "halfcheetah-speed", "--device", "cpu", "--out", str(out), *tiny])
     assert code == 0
     doc = json.loads(out.read_text())
     assert REQUIRED <= set(doc)
@@ -44,8 +44,13 @@ def test_speed_writes_one_positive_result_per_algo_env_k(tmp_path, capsys, monke
     for r in doc["results"]:
         assert r["floor_ms"] == pytest.approx(1000.0 * r["gflop_per_update"] / doc["matmul_gflops"])
         assert 0 < r["floor_ms"] < r["ms_per_update"]
-    table = capsys.readouterr().out
+    captured = capsys.readouterr()
+    table = captured.out
     assert "sac-hpo" in table and "ms/update" in table and "floor ms" in table
+    # the progress bar says what stands still: sac-hpo's compile, then the timing; sac-lag only times
+    assert "sac-hpo halfcheetah-speed K=1: compiling (torch.compile" in captured.err
+    assert "sac-hpo halfcheetah-speed K=1: timing" in captured.err
+    assert "sac-lag halfcheetah-speed: timing" in captured.err and "sac-lag halfcheetah-speed: compiling" not in captured.err
     assert not list(out.parent.glob(".*.tmp"))  # the atomic write left no temporary file
 
 
