@@ -48,7 +48,7 @@ def main() -> int:
                 "cost": torch.rand(b, device=device), "done": torch.zeros(b, device=device)} for _ in range(8)]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
-    compile_s = compile_update(agent, batches[0])  # both graphs a run uses: lambda fixed, then symbolic
+    compile_s = compile_update(agent, batches[0])  # the graphs a run uses at lambda != 0 (lambda_init=1)
     sync()
     if not agent.compiled:
         print("torch.compile failed here (see the line above): nothing to compare")

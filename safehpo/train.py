@@ -242,7 +242,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
         bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.algo} {spec.id} s{cfg.seed}", unit="step",
                    dynamic_ncols=True, smoothing=0.05, mininterval=0.5)
     next_checkpoint = (step // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval
-    say_compiling = agent.compiled
+    compiled_for: set[bool] = set()  # lambda != 0 of the update graphs compiled in this process
     ep_costs = np.zeros(spec.max_episode_steps + 1, dtype=np.float64)
     try:
         obs, _ = env.reset(seed=episode_seed(cfg.seed, episode))
@@ -264,14 +264,18 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
             step += 1
 
             if step >= cfg.learning_starts:
-                if say_compiling and bar is not None:  # the first update compiles: the bar stands still meanwhile
+                # a compiled update compiles at its first call and at lambda's first move off 0 (the
+                # graphs with Q_C): the bar stands still meanwhile, so it says why
+                graphs = agent.multiplier.value != 0.0
+                say_compiling = agent.compiled and bar is not None and graphs not in compiled_for
+                if say_compiling:
                     bar.update(step - shown)
                     shown = step
                     bar.set_postfix_str("compiling the update (torch.compile, up to a minute cold)")
                 agent.update(buffer.sample(cfg.batch_size, rng))
-                if say_compiling and bar is not None:
-                    bar.set_postfix_str("", refresh=False)
-                say_compiling = False
+                compiled_for.add(graphs)
+                if say_compiling:
+                    bar.set_postfix_str("")
 
             if step % cfg.eval_interval == 0 or step == cfg.steps:
                 row = evaluate(agent, eval_env, spec, cfg.gamma, cfg.eval_episodes,
