@@ -135,7 +135,7 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
 
     cfg.leapfrog_steps is the K of a Hamiltonian algorithm; cfg.threads, cfg.device and
     cfg.seed are used as a run would use them. `gflops`: the device's matmul rate (matmul_gflops),
-    for floor_ms; 0 leaves it None. `status(phase)` is told "compiling" and "timing" (a progress bar).
+    for floor_ms; 0 leaves it None. `status(phase)` is told each phase (for a progress bar).
     """
     from .train import TrainingDiverged, keep_freed_memory
     keep_freed_memory()  # as the training loop does
@@ -152,6 +152,7 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
 
     ep_costs: list[float] = []
     obs, _ = env.reset()
+    status("filling the buffer")
 
     def end_episode() -> np.ndarray:
         """What the training loop does when an episode ends (minus its CSV row)."""
@@ -200,7 +201,7 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
         gflop = update_gflop(agent, buffer.sample(cfg.batch_size, rng))
         compile_s = None
         if agent.compiled:
-            status("compiling")
+            status("compiling (torch.compile, ~1 min cold)")
             compile_s = compile_update(agent, buffer.sample(cfg.batch_size, rng), obs)
         status("timing")
         loop(warmup)
@@ -226,13 +227,13 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
 
 
 def compile_update(agent: Agent, batch: dict, obs: np.ndarray | None = None) -> float:
-    """Compile, untimed, the graphs a long run ends up using (at lambda's first value and one more:
-    from lambda = 0, the graphs with Q_C too) for the update and, given a state, for acting, the
-    Lyapunov filter's steps included (an action that no candidate passes; its counts are left out
-    of the audit). Seconds."""
+    """Compile, untimed, the graphs a long run ends up using (at lambda + 0.5, then at lambda's own
+    value: from lambda = 0, the graphs with Q_C and those without) for the update and, given a
+    state, for acting, the Lyapunov filter's steps included (an action that no candidate passes;
+    its counts are left out of the audit). Seconds."""
     lam, eps_l = agent.multiplier.value, agent.eps_l
     t0 = time.perf_counter()
-    for value in (lam, lam + 0.5, lam):  # ending at lambda's first value
+    for value in (lam + 0.5, lam):  # ending at lambda's own value
         agent.multiplier.value = value
         agent.update(batch)
         if obs is not None:
@@ -322,13 +323,8 @@ def cmd_speed(args) -> int:
     with tqdm(configs, desc="speed", unit="config", disable=args.quiet, dynamic_ncols=True) as bar:
         for cfg in bar:
             name = f"{cfg.algo} {cfg.env}" + (f" K={cfg.leapfrog_steps}" if ALGOS[cfg.algo].hamiltonian else "")
-
-            def status(phase: str) -> None:  # torch.compile: ~1 min cold for sac-hpo (README, Commands)
-                bar.set_postfix_str(f"{name}: {phase}" + (" (torch.compile, ~1 min cold)" if phase == "compiling" else ""))
-
-            status("filling the buffer")
             results.append(measure(cfg, specs[cfg.env], n["steps"], n["warmup"], n["fill"], gflops=gflops,
-                                   status=status))
+                                   status=lambda phase, name=name: bar.set_postfix_str(f"{name}: {phase}")))
     print(format_table(results))
     print(f"floor ms = GFLOP/update at {gflops:.0f} GFLOP/s, this device's measured rate for the critic stack's "
           f"[3, 256, 256] x [3, 256, 256] batched matmul")
