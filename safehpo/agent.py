@@ -100,7 +100,11 @@ class Agent:
 
     def __init__(self, cfg: Config, obs_dim: int, act_low: np.ndarray, act_high: np.ndarray,
                  constrained: bool, budget: float = 0.0, budget_discounted: float = 0.0,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", cost_unit: float = 1.0, cost_offset: float = 0.0,
+                 filter_budget: float | None = None):
+        """cost_unit, cost_offset: the cost critic learns (c - cost_offset) / cost_unit * cost_scale
+        (cmdp.lagrangian_cost_units); filter_budget: the budget of the Lyapunov filter in the units of
+        a discounted sum of c - cost_offset (budget_discounted when there is no offset)."""
         self.cfg, self.algo = cfg, ALGOS[cfg.algo]
         self.device = torch.device(device)
         self.obs_dim, self.act_dim = obs_dim, len(act_low)
@@ -108,6 +112,10 @@ class Agent:
         self.uses_cost = constrained and self.algo.multiplier != "none"
         self.filter_on = constrained and self.algo.filter
         self.budget_discounted = budget_discounted
+        self.cost_unit, self.cost_offset = cost_unit, cost_offset
+        self.filter_budget = budget_discounted if filter_budget is None else filter_budget
+        # the actor's Q_lambda divided by 1 + lambda: lambda_units=relative, and the Adam rule (as in OmniSafe)
+        self.normalized = cfg.lambda_units == "relative" or cfg.lagrange == "adam"
         low = torch.as_tensor(act_low, dtype=torch.float32)
         high = torch.as_tensor(act_high, dtype=torch.float32)
         self.act_low, self.act_high = act_low.astype(np.float32), act_high.astype(np.float32)
@@ -146,13 +154,16 @@ class Agent:
     @classmethod
     def for_env(cls, cfg: Config, spec, env, device: torch.device | str = "cpu") -> "Agent":
         """The agent for a CMDP env built from `spec` (cmdp.make_env): dimensions, box, budget."""
-        from .cmdp import discounted_budget
+        from .cmdp import discount_horizon, discounted_budget, lagrangian_cost_units
         low = env.action_space.low.astype(np.float32)
         high = env.action_space.high.astype(np.float32)
         constrained = spec.constrained
-        return cls(cfg, int(np.prod(env.observation_space.shape)), low, high, constrained,
-                   spec.budget.threshold if constrained else 0.0,
-                   discounted_budget(spec, cfg.gamma) if constrained else 0.0, device)
+        if not constrained:
+            return cls(cfg, int(np.prod(env.observation_space.shape)), low, high, False, device=device)
+        unit, offset = lagrangian_cost_units(spec, cfg.gamma, cfg.lambda_units == "relative")
+        d0 = discounted_budget(spec, cfg.gamma)
+        return cls(cfg, int(np.prod(env.observation_space.shape)), low, high, True, spec.budget.threshold, d0,
+                   device, unit, offset, d0 - offset * discount_horizon(cfg.gamma, spec.max_episode_steps))
 
     def to(self, device: torch.device) -> "Agent":
         for net in (self.actor, self.critics, self.critics_target, self.actor_prev, self.gated):
@@ -164,15 +175,18 @@ class Agent:
     # ---- the policy ---------------------------------------------------------------------------
     def q_lambda(self, critics: CriticStack, obs: torch.Tensor, act: torch.Tensor, lam: float,
                  detach_params: bool = True) -> torch.Tensor:
-        """Q_lambda = min(Q1, Q2) - lambda Q_C, Q_C in the spec's units (Q_C learns c * cost_scale).
+        """Q_lambda = min(Q1, Q2) - lambda Q_C, divided by 1 + lambda where `normalized`.
 
-        While lambda = 0 the cost critic is not evaluated at all.
+        Q_C is in the Lagrangian's cost units (cost_unit, docs/multiplier.md; the critic learns them
+        times cost_scale). While lambda = 0 the cost critic is not evaluated at all.
         """
         members = self._q_lambda_members(lam)
         q = critics(obs, act, detach_params=detach_params, members=members)
         q_lam = torch.minimum(q[0], q[1])
         if members.stop == 3:
             q_lam = q_lam - (lam / self.cfg.cost_scale) * q[2]
+            if self.normalized:
+                q_lam = q_lam / (1.0 + lam)
         return q_lam
 
     def _q_lambda_members(self, lam) -> slice:
@@ -184,7 +198,8 @@ class Agent:
         """a -> (Q_lambda(s, a), dQ_lambda/da) at the states `obs`, hand-written (nets.CriticsAt).
 
         dQ_lambda/dq: the twin minimum's indicator (ties split in half, as autograd's minimum
-        does) and -lambda/cost_scale for the cost member, which is left out while lambda = 0.
+        does) and -lambda/cost_scale for the cost member, which is left out while lambda = 0; all
+        divided by 1 + lambda where `normalized` (as `q_lambda`).
         """
         members = self._q_lambda_members(lam)
         with_cost = members.stop == 3
@@ -199,6 +214,9 @@ class Agent:
             if with_cost:
                 v = v - c_cost * q[2]
                 coef.append(torch.ones_like(q1) * -c_cost)  # inf, not an error, for an overflowing lambda
+                if self.normalized:
+                    v = v / (1.0 + lam)
+                    coef = [c / (1.0 + lam) for c in coef]
             return v, torch.stack(coef)
 
         return lambda act: at.value_and_grad(act, combine, picks=2)  # the twins: a minimum picks rows
@@ -207,9 +225,13 @@ class Agent:
         """[B] Q_C(s, a) of the target cost critic (the filter's), in its learning units."""
         return self.critics_target(obs, act, members=slice(2, 3))[0]
 
+    def to_spec_units(self, q_learned: float) -> float:
+        """A cost critic's value in the spec's units: a discounted sum of c - cost_offset."""
+        return q_learned * self.cost_unit / self.cfg.cost_scale
+
     def cost_value(self, obs: torch.Tensor, act: torch.Tensor) -> float:
         """Q_C(s, a) of the target cost critic, one state, in the spec's units (the filter's test)."""
-        return float(self.target_cost(obs, act)[0]) / self.cfg.cost_scale
+        return self.to_spec_units(float(self.target_cost(obs, act)[0]))
 
     def _kick(self, mode: str, obs: torch.Tensor, critics: CriticStack, alpha, lam: float):
         """(kick, force) of the chain driven by Q_lambda of `critics` (conventional or gated kick)."""
@@ -240,44 +262,72 @@ class Agent:
 
     # ---- acting -------------------------------------------------------------------------------
     @torch.no_grad()
-    def episode_start(self, obs: np.ndarray) -> None:
-        """eps_L from the episode's first state (eq. 15); counters of the new episode."""
-        self.audit.reset()
+    def episode_start(self, obs: np.ndarray, audit: FilterAudit | None = None) -> None:
+        """eps_L from the episode's first state (eq. 15); counters of the new episode (the run's
+        audit is reset; another one, an evaluation's, keeps counting)."""
+        if audit is None:
+            self.audit.reset()
         if self.filter_on:
             s0 = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
             qc0 = self.cost_value(s0, self.actor_prev.mean_action(s0))
-            self.eps_l = epsilon_l(self.budget_discounted, qc0, self.cfg.gamma)
+            self.eps_l = epsilon_l(self.filter_budget, qc0, self.cfg.gamma)
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """One action for one state: base policy, Hamiltonian chain (explore mode), Lyapunov filter."""
+    def act(self, obs: np.ndarray, deterministic: bool = False, filtered: bool | None = None,
+            audit: FilterAudit | None = None) -> np.ndarray:
+        """One action for one state.
+
+        Unfiltered: the base policy's draw (or its mean, deterministic), refined by the explore
+        chain of K leapfrog steps where the algorithm has one. Filtered (the default where the
+        Lyapunov filter is on): Algorithm 3 from (a_0, rho_0) = the base draw and fresh momentum
+        (deterministic: the mean and rho_0 = 0), counted in `audit` (the run's by default).
+        """
         s = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
         alpha, lam = self.log_alpha.exp(), self.multiplier.value
+        if filtered is None:
+            filtered = self.filter_on
+        if filtered:
+            return self._filtered_action(s, alpha, lam, deterministic, audit or self.audit)
         if deterministic:
             if self.algo.explore == "gaussian":
                 return self.actor.mean_action(s)[0].cpu().numpy()
             return self._run(self._refined_mean, s, alpha, lam)[0].cpu().numpy()
         if self.algo.explore == "gaussian":  # a few ops (hpo-train): eager, compiled or not
-            a, u, rho, qc = self._explore(s, alpha, lam)
+            a = self._explore(s, alpha, lam)
         else:
-            a, u, rho, qc = self._run(self._explore, s, alpha, lam)
-        if not self.filter_on:  # every filtered algorithm explores with a chain (ALGOS): u, rho, qc
-            return a[0].cpu().numpy()
-        qc_first, qc_ref = (v / self.cfg.cost_scale for v in qc.tolist())  # one sync for both
-        first = (u, rho, None, qc_first)  # a candidate: u, rho, the filter's kick at u, Q_C(s, a)
+            a = self._run(self._explore, s, alpha, lam)
+        return a[0].cpu().numpy()
 
-        def advance(c):  # the filter's leapfrog runs on the target critics' potential
-            kick_u = c[2] if c[2] is not None else self._run(self._filter_kick, s, c[0], alpha, lam)
-            u_, rho_, kick_, qc_ = self._run(self._filter_step, s, c[0], c[1], kick_u, alpha, lam)
-            return u_, rho_, kick_, float(qc_) / self.cfg.cost_scale
+    def _filtered_action(self, s: torch.Tensor, alpha, lam, deterministic: bool, audit: FilterAudit) -> np.ndarray:
+        """Algorithm 3 (lyapunov.filter_action): a candidate is (u, rho, kick at u, Q_C in spec units).
+        The chain runs on the target critics' potential, whose Q_C also judges every candidate."""
+        start = self._filter_start_mean if deterministic else self._filter_start
+        u, rho, kick_u, qc_ref = self._run(start, s, alpha, lam)
 
-        chosen = filter_action(first, lambda c: c[3], advance, qc_ref, self.eps_l, self.cfg.k_max, self.audit)
-        return (a if chosen is first else self.actor.squash(chosen[0]))[0].cpu().numpy()
+        def advance(c):
+            u_, rho_, kick_, qc_ = self._run(self._filter_step, s, c[0], c[1], c[2], alpha, lam)
+            return u_, rho_, kick_, self.to_spec_units(float(qc_))
 
-    def _filter_kick(self, s: torch.Tensor, u: torch.Tensor, alpha, lam: float) -> torch.Tensor:
-        """The filter's kick at u (target critics): the draw's chain ran on the online critics."""
+        chosen = filter_action((u, rho, kick_u, None), advance, lambda c: c[3],
+                               self.to_spec_units(float(qc_ref)), self.eps_l, self.cfg.k_max, audit)
+        return self.actor.squash(chosen[0])[0].cpu().numpy()
+
+    def _filter_start(self, s: torch.Tensor, alpha, lam: float):
+        """The filter chain's start: u_0 ~ pi(.|s) (pre-tanh), rho_0 ~ N(0, 1/beta0_explore), the
+        kick at u_0 and the test's reference Q_C(s, pi_B(s)) in learning units (tensors only)."""
+        u0, _ = self.actor.sample_pre_tanh(s)
+        std = self.cfg.momentum_std_explore if self.algo.momentum else 0.0
+        rho0 = std * torch.randn_like(u0) if std > 0 else torch.zeros_like(u0)
+        return self._chain_start(s, u0, rho0, alpha, lam)
+
+    def _filter_start_mean(self, s: torch.Tensor, alpha, lam: float):
+        """As `_filter_start` from the base policy's mean and rho_0 = 0 (the deterministic action)."""
+        mu, _ = self.actor.distribution(s)
+        return self._chain_start(s, mu, torch.zeros_like(mu), alpha, lam)
+
+    def _chain_start(self, s, u0, rho0, alpha, lam):
         kick, _ = self._kick(self.algo.explore, s, self.critics_target, alpha, lam)
-        return kick(u)
+        return u0, rho0, kick(u0), self.target_cost(s, self.actor_prev.mean_action(s))
 
     def _filter_step(self, s: torch.Tensor, u: torch.Tensor, rho: torch.Tensor, kick_u: torch.Tensor, alpha,
                      lam: float):
@@ -298,19 +348,12 @@ class Agent:
         u, _, _ = run_chain(mu, torch.zeros_like(mu), kick, self.cfg.leapfrog_eps, self.cfg.leapfrog_steps)
         return self.actor.squash(u)
 
-    def _explore(self, s: torch.Tensor, alpha, lam: float):
-        """(a, u_K, rho_K, qc) of the explore policy at one state (u, rho None without a chain) and,
-        where the Lyapunov filter is on, what its first test reads (eq. 14): qc = [Q_C(s, a),
-        Q_C(s, pi_B(s))] of the target cost critic in its learning units (else None). Tensors only,
-        so that it compiles as one graph (returning the chain's force, which held lambda as a float,
-        once made torch specialise lambda: one recompile per value)."""
-        a, _, chain = self.sample(s, self.algo.explore, self.cfg.momentum_std_explore, alpha, lam)
-        if chain is None:
-            return a, None, None, None
-        qc = None
-        if self.filter_on:  # the two rows one at a time, as `cost_value` evaluates them
-            qc = torch.cat([self.target_cost(s, x) for x in (a, self.actor_prev.mean_action(s))])
-        return a, chain[0], chain[1], qc
+    def _explore(self, s: torch.Tensor, alpha, lam: float) -> torch.Tensor:
+        """The explore policy's action at one state without the filter: the base draw refined by the
+        K-step chain on the online critics where the algorithm has one (a tensor only, so that it
+        compiles as one graph)."""
+        a, _, _ = self.sample(s, self.algo.explore, self.cfg.momentum_std_explore, alpha, lam)
+        return a
 
     # ---- learning -----------------------------------------------------------------------------
     def update(self, batch: dict[str, torch.Tensor]) -> None:
@@ -352,7 +395,11 @@ class Agent:
             y_reward = rew + cfg.gamma * not_done * v_next
             targets = [y_reward, y_reward]
             if self.uses_cost:
-                targets.append(cost * cfg.cost_scale + cfg.gamma * not_done * q_next[2])
+                c = (cost - self.cost_offset) * (cfg.cost_scale / self.cost_unit)
+                # an average budget bounds a rate: ending the episode does not end the cost stream
+                # (docs/multiplier.md), so the cost critic bootstraps through termination
+                cost_next = q_next[2] if self.cost_offset else not_done * q_next[2]
+                targets.append(c + cfg.gamma * cost_next)
             y = torch.stack(targets)
         return 0.5 * (self.critics(obs, act) - y).pow(2).mean(-1).sum()
 
@@ -364,8 +411,6 @@ class Agent:
         else:
             q_lam = self.q_lambda(self.critics, obs, a, lam)
         objective = q_lam - alpha * logp
-        if isinstance(self.multiplier, AdamLagrangian):
-            objective = objective / (1.0 + lam)
         return -objective.mean(), logp.detach().mean()
 
     def _run(self, fn, *args):
@@ -419,8 +464,8 @@ class Agent:
         # cpp_wrapper (CPU, where it was measured): the graph's kernels are called from generated C++,
         # not Python: ~1 ms less per sac-hpo update, which calls some 300 kernels and matmuls
         options = {"fallback_random": True, "cpp_wrapper": self.device.type == "cpu"}
-        fns = (self._critic_loss, self._actor_loss, self._explore, self._refined_mean, self._filter_kick,
-               self._filter_step)
+        fns = (self._critic_loss, self._actor_loss, self._explore, self._refined_mean, self._filter_start,
+               self._filter_start_mean, self._filter_step)
         return {fn: torch.compile(fn, options=options) for fn in fns}
 
     def healthy(self) -> bool:

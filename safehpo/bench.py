@@ -290,13 +290,16 @@ class GridResult:
 
 
 def expand(suite: Suite, out: Path | str) -> list[Run]:
-    """envs x algos x seeds, each with its Config (threads=1) and folder."""
+    """envs x algos x seeds, each with its Config (threads=1) and folder, in the order they start:
+    seed by seed, and within a seed algorithm by algorithm, so a grid stopped part-way holds every
+    algorithm's first seeds (a comparison) rather than all seeds of the first algorithm."""
     out = Path(out).resolve()
     base = suite.base_config()
     runs = []
-    for env, folder in env_folders(suite).items():
+    folders = env_folders(suite)
+    for seed in suite.seeds:
         for algo in suite.algos:
-            for seed in suite.seeds:
+            for env, folder in folders.items():
                 cfg = base.replace(env=_portable(env), algo=algo, seed=seed)
                 runs.append(Run(folder, algo, seed, cfg, out / folder / algo / f"seed-{seed}"))
     return runs

@@ -118,7 +118,7 @@ def step_cost(cost: CostSpec, env: gymnasium.Env, action: np.ndarray, info: dict
 BUDGET_KINDS = ("average", "sum", "discounted")
 
 
-def _geometric(gamma: float, steps: int) -> float:
+def discount_horizon(gamma: float, steps: int) -> float:
     """sum_{t<T} gamma^t = (1 - g^T) / (1 - g), and T when g = 1."""
     return float(steps) if gamma == 1.0 else (1.0 - gamma**steps) / (1.0 - gamma)
 
@@ -135,10 +135,26 @@ def discounted_budget(spec: EnvSpec, gamma: float) -> float:
     if spec.budget.kind == "discounted":
         return d0
     if spec.budget.kind == "average":
-        return d0 * _geometric(gamma, steps)
+        return d0 * discount_horizon(gamma, steps)
     if spec.budget.kind == "sum":
-        return d0 / steps * _geometric(gamma, steps)
+        return d0 / steps * discount_horizon(gamma, steps)
     raise ValueError(f"unknown budget kind '{spec.budget.kind}'")
+
+
+def lagrangian_cost_units(spec: EnvSpec, gamma: float, relative: bool) -> tuple[float, float]:
+    """(unit, offset) of the cost the cost critic learns: (c - offset) / unit (docs/multiplier.md).
+
+    relative: unit is the per-step budget d_step = d0' / sum_{t<T} gamma^t (a constant cost of
+    d_step per step meets the budget exactly: d0 for average, d0 / T for sum budgets), so lambda
+    trades reward against cost in multiples of the budget on every kind; for an average budget
+    the offset is d0: the constraint mean_t c_t <= d0 is sum_t (c_t - d0) <= 0 over the episode's
+    own length, so ending an episode early earns nothing. paper: (1, 0), the spec's cost as it is.
+    """
+    if not relative:
+        return 1.0, 0.0
+    d_step = discounted_budget(spec, gamma) / discount_horizon(gamma, spec.max_episode_steps)
+    unit = d_step if d_step > 0 else 1.0
+    return unit, (spec.budget.threshold if spec.budget.kind == "average" else 0.0)
 
 
 def episode_cost_measure(costs: np.ndarray, kind: str, gamma: float) -> float:

@@ -112,8 +112,9 @@ class Config:
 
     # Lagrange multiplier (lagrange.py)
     lagrange: str = "paper"       # paper: per-episode ascent | pid | adam: per-gradient-step Adam
+    lambda_units: str = "relative"  # relative (default, docs/multiplier.md) | paper: the papers' literal units
     lambda_init: float = 0.0
-    lambda_lr: float = 0.1        # eta of the paper's per-episode rule
+    lambda_lr: float = 0.1        # eta of the per-episode ascent (the papers' rule)
     lambda_adam_lr: float = 1e-4  # Adam's lr for `adam` (a step per gradient update moves lambda ~lr)
     lambda_window: int = 10       # episodes averaged for J_C
     pid_kp: float = 0.1
@@ -129,7 +130,7 @@ class Config:
     gate_hidden: int = 32         # h_n of T_h and sigma_h
     gate_state_input: bool = False
     second_order: bool = False    # differentiate through grad_a Q (create_graph); exact for ReLU critics either way
-    k_max: int = 10               # most leapfrog steps the Lyapunov filter may take per action
+    k_max: int = 10               # most leapfrog steps (and tests) the Lyapunov filter takes per action
     target_chain: bool = True     # next actions of the critic target from the chain (exact); False: base policy
 
     # evaluation, logging, checkpoints
@@ -147,6 +148,7 @@ class Config:
 _CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "lagrange": ("paper", "pid", "adam"),
+    "lambda_units": ("relative", "paper"),
     "compile": ("auto", "always", "never"),
 }
 _POSITIVE = {"steps", "batch_size", "buffer_size", "hidden", "actor_hidden", "base_hidden",

@@ -8,7 +8,14 @@
   loss = -lambda (J_C - d0), lambda clamped at 0; used with the actor objective divided by
   (1 + lambda).
 
-All work in the budget's own units (J_C measured in the spec's budget kind).
+J_C is always measured in the spec's budget kind. What the rules act on is the *violation*
+(docs/multiplier.md):
+- relative (the default, `lambda_units=relative`): (J_C - d0) / d0 clipped to [-1, 1], so one
+  step size serves every cost and budget kind, and a violation forty times the budget moves lambda
+  no faster than one twice the budget (an indicator cost can exceed its budget that much; a
+  policy within budget can never go below -1, so an unclipped error would climb fast and
+  descend slowly).
+- paper (`lambda_units=paper`): J_C - d0 in the spec's units, the papers' literal rule.
 """
 
 from __future__ import annotations
@@ -23,17 +30,27 @@ class GradientAscent:
 
     per_step = False
 
-    def __init__(self, budget: float, lr: float = 0.1, init: float = 0.0, window: int = 10):
-        self.budget, self.lr, self.value = budget, lr, float(init)
+    def __init__(self, budget: float, lr: float = 0.1, init: float = 0.0, window: int = 10,
+                 relative: bool = False):
+        self.budget, self.lr, self.value, self.relative = budget, lr, float(init), relative
         self.recent: deque[float] = deque(maxlen=window)
 
     def measured(self) -> float:
         """J_C: mean episode cost over the window (0 before the first episode)."""
         return sum(self.recent) / len(self.recent) if self.recent else 0.0
 
-    def episode_end(self, episode_cost: float) -> float:
+    def violation(self) -> float:
+        """What the rule acts on: J_C - d0, or (J_C - d0) / d0 clipped to [-1, 1] when relative."""
+        excess = self.measured() - self.budget
+        if not self.relative:
+            return excess
+        return min(1.0, max(-1.0, excess / self.budget)) if self.budget > 0 else (1.0 if excess > 0 else 0.0)
+
+    def episode_end(self, episode_cost: float, weight: float = 1.0) -> float:
+        """After a finished episode; weight: the episode's share of a full-length one where each
+        step counts alike (relative units: a run of short episodes moves lambda no faster)."""
         self.recent.append(float(episode_cost))
-        self.value = max(0.0, self.value + self.lr * (self.measured() - self.budget))
+        self.value = max(0.0, self.value + self.lr * weight * self.violation())
         return self.value
 
     def state_dict(self) -> dict:
@@ -49,19 +66,18 @@ class PIDLagrangian(GradientAscent):
     """PID multiplier: Delta = J - d0; I <- (I + Delta)_+; lambda <- (Kp Delta + Ki I + Kd (J - J_prev))_+."""
 
     def __init__(self, budget: float, kp: float = 0.1, ki: float = 0.01, kd: float = 0.01,
-                 init: float = 0.0, window: int = 10):
-        super().__init__(budget, 0.0, init, window)
+                 init: float = 0.0, window: int = 10, relative: bool = False):
+        super().__init__(budget, 0.0, init, window, relative)
         self.kp, self.ki, self.kd = kp, ki, kd
         self.integral = 0.0
         self.previous: float | None = None
 
-    def episode_end(self, episode_cost: float) -> float:
+    def episode_end(self, episode_cost: float, weight: float = 1.0) -> float:
         self.recent.append(float(episode_cost))
-        measured = self.measured()
-        delta = measured - self.budget
-        self.integral = max(0.0, self.integral + delta)
-        derivative = 0.0 if self.previous is None else measured - self.previous
-        self.previous = measured
+        delta = self.violation()
+        self.integral = max(0.0, self.integral + weight * delta)
+        derivative = 0.0 if self.previous is None else delta - self.previous
+        self.previous = delta
         self.value = max(0.0, self.kp * delta + self.ki * self.integral + self.kd * derivative)
         return self.value
 
@@ -78,19 +94,20 @@ class AdamLagrangian(GradientAscent):
 
     per_step = True
 
-    def __init__(self, budget: float, lr: float = 0.1, init: float = 0.0, window: int = 10):
-        super().__init__(budget, lr, init, window)
+    def __init__(self, budget: float, lr: float = 0.1, init: float = 0.0, window: int = 10,
+                 relative: bool = False):
+        super().__init__(budget, lr, init, window, relative)
         self.param = torch.nn.Parameter(torch.tensor(float(init)))
         self.optimizer = torch.optim.Adam([self.param], lr=lr)
 
-    def episode_end(self, episode_cost: float) -> float:
+    def episode_end(self, episode_cost: float, weight: float = 1.0) -> float:
         self.recent.append(float(episode_cost))
         return self.value
 
     def step(self) -> float:
         """Called once per gradient update (J_C is the windowed episode measure)."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss = -self.param * (self.measured() - self.budget)
+        loss = -self.param * self.violation()
         loss.backward()
         self.optimizer.step()
         with torch.no_grad():
@@ -114,19 +131,21 @@ class NoMultiplier(GradientAscent):
     def __init__(self, budget: float = 0.0, window: int = 10):
         super().__init__(budget, 0.0, 0.0, window)
 
-    def episode_end(self, episode_cost: float) -> float:
+    def episode_end(self, episode_cost: float, weight: float = 1.0) -> float:
         self.recent.append(float(episode_cost))
         return 0.0
 
 
 def make_multiplier(kind: str, budget: float, cfg) -> GradientAscent:
     """kind: 'none' | 'paper' | 'pid' | 'adam' (a dict would do; four cases read better inline)."""
+    relative = cfg.lambda_units == "relative"
     if kind == "none":
         return NoMultiplier(budget, cfg.lambda_window)
     if kind == "paper":
-        return GradientAscent(budget, cfg.lambda_lr, cfg.lambda_init, cfg.lambda_window)
+        return GradientAscent(budget, cfg.lambda_lr, cfg.lambda_init, cfg.lambda_window, relative)
     if kind == "pid":
-        return PIDLagrangian(budget, cfg.pid_kp, cfg.pid_ki, cfg.pid_kd, cfg.lambda_init, cfg.lambda_window)
+        return PIDLagrangian(budget, cfg.pid_kp, cfg.pid_ki, cfg.pid_kd, cfg.lambda_init, cfg.lambda_window,
+                             relative)
     if kind == "adam":
-        return AdamLagrangian(budget, cfg.lambda_adam_lr, cfg.lambda_init, cfg.lambda_window)
+        return AdamLagrangian(budget, cfg.lambda_adam_lr, cfg.lambda_init, cfg.lambda_window, relative)
     raise ValueError(f"unknown multiplier '{kind}'")

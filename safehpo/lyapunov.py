@@ -4,10 +4,11 @@ An action a is accepted at state s if
     Q_C(s, a) - Q_C(s, pi_B(s)) <= eps_L,   eps_L = (1 - gamma) (d0' - Q_C(s_0, pi_B(s_0)))   (eq. 14, 15)
 with pi_B the policy before the last update (its mean action), s_0 the episode's first state,
 d0' the budget in discounted units and Q_C the target cost critic, all in the spec's cost units.
-Otherwise the sampler takes one leapfrog step, adds fresh momentum noise and tests again, up to
-K_max steps. Every failed test is a *rejected action*. If no candidate passes (an *unsafe
-fallback*) we execute the candidate with the lowest Q_C seen (the paper returns a_K; the
-lowest-cost candidate is the safer documented choice).
+The sampler draws a_0 ~ pi(.|s), rho_0 ~ N(0, 1/beta0) and takes one leapfrog step at a time,
+testing each new action; after a failed test it adds fresh momentum noise N(0, 1/beta0) before the
+next step, up to K_max steps. Every failed test is a *rejected action*. If no candidate passes
+(an *unsafe fallback*) we execute the candidate with the lowest Q_C seen (the paper returns a_K;
+the lowest-cost candidate is the safer documented choice).
 """
 
 from __future__ import annotations
@@ -42,26 +43,28 @@ class FilterAudit:
             setattr(self, f.name, 0)
 
 
-def filter_action(candidate: Candidate, cost_of: Callable[[Candidate], float],
-                  advance: Callable[[Candidate], Candidate], qc_ref: float, eps_l: float,
-                  k_max: int, audit: FilterAudit) -> Candidate:
-    """Algorithm 3: return the first candidate that satisfies eq. 14, testing at most k_max + 1.
+def filter_action(start: Candidate, advance: Callable[[Candidate], Candidate],
+                  cost_of: Callable[[Candidate], float], qc_ref: float, eps_l: float, k_max: int,
+                  audit: FilterAudit) -> Candidate:
+    """Algorithm 3: from the chain's start (a_0, rho_0), up to k_max leapfrog steps, each followed
+    by the test of eq. 14; the first candidate that passes is returned.
 
-    cost_of(c) -> Q_C(s, a(c)); advance(c) -> the next candidate (one leapfrog step plus fresh
-    momentum noise). On an unsafe fallback, the candidate with the lowest Q_C is returned.
+    advance(c) -> the candidate one leapfrog step after c, its momentum already refreshed with
+    N(0, 1/beta0) noise for the step after it (the noise that follows a failed test; an accepted
+    candidate's momentum is never used). cost_of(c) -> Q_C(s, a(c)). The start itself is not
+    tested. On an unsafe fallback (no candidate passed) the candidate with the lowest Q_C is
+    returned (the paper returns the last one).
     """
     audit.filtered_steps += 1
-    best, best_qc = candidate, float("inf")
-    for k in range(k_max + 1):
+    candidate, best, best_qc = start, start, float("inf")
+    for _ in range(k_max):
+        candidate = advance(candidate)
+        audit.leapfrog_steps += 1
         qc = cost_of(candidate)
         if accepts(qc, qc_ref, eps_l):
             return candidate
         audit.rejected += 1
         if qc < best_qc:
             best, best_qc = candidate, qc
-        if k == k_max:
-            break
-        candidate = advance(candidate)
-        audit.leapfrog_steps += 1
     audit.unsafe_fallbacks += 1
     return best

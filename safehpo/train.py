@@ -30,7 +30,11 @@ from .config import Config, ConfigError, validate, writable_folder
 
 PROGRESS_COLUMNS = ["step", "episode", "return", "cost", "length", "violated", "lambda", "alpha",
                     "rejected", "leapfrog_steps", "unsafe_fallbacks", "sps"]
-EVAL_COLUMNS = ["step", "return_mean", "return_std", "cost_mean", "cost_std"]
+EVAL_COLUMNS = ["step", "return_mean", "return_std", "cost_mean", "cost_std",
+                # the same episodes' starts with the Lyapunov filter on (the deployed policy of a
+                # filtered algorithm; empty for the others) and the actions it rejected
+                "filtered_return_mean", "filtered_return_std", "filtered_cost_mean", "filtered_cost_std",
+                "filtered_rejected"]
 TIMING_COLUMNS = {"sps"}
 RESUMABLE_CHANGES = {"steps", "device", "threads", "compile"}  # what a resumed run may change
 CHECKPOINT_FORMAT = 2  # 2: one optimiser for the policy and the temperature (1: a separate alpha_opt)
@@ -138,21 +142,46 @@ def episode_seed(seed: int, episode: int) -> int:
     return (seed * 1_000_003 + episode) % (2**31)
 
 
-def evaluate(agent: Agent, env, spec: EnvSpec, gamma: float, episodes: int, seed: int) -> dict:
-    """Deterministic-policy returns and costs (cost in the budget's kind) on a separate env."""
+def evaluate(agent: Agent, env, spec: EnvSpec, gamma: float, episodes: int, seed: int,
+             filtered: bool = False) -> dict:
+    """Returns and costs (cost in the budget's kind) of the deterministic policy on a separate env.
+
+    The protocol is the same for every algorithm: the base policy's mean action (refined by the
+    explore chain with rho_0 = 0 where the algorithm has one), without the filter. filtered: the
+    deployed policy of a filtered algorithm, Algorithm 3 from (mean, rho_0 = 0); its momentum noise
+    after a rejection makes it stochastic. Its rejections are counted apart from training's.
+    """
+    from .lyapunov import FilterAudit
+    audit = FilterAudit()
     returns, costs = [], []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
+        if filtered:
+            agent.episode_start(obs, audit=audit)
         done, ret, step_costs = False, 0.0, []
         while not done:
-            obs, r, term, trunc, info = env.step(agent.act(obs, deterministic=True))
+            obs, r, term, trunc, info = env.step(agent.act(obs, deterministic=True, filtered=filtered, audit=audit))
             ret += float(r)
             step_costs.append(float(info["cost"]))
             done = term or trunc
         returns.append(ret)
         costs.append(episode_cost_measure(np.asarray(step_costs), spec.measure_kind, gamma))
-    return {"return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
-            "cost_mean": float(np.mean(costs)), "cost_std": float(np.std(costs))}
+    row = {"return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
+           "cost_mean": float(np.mean(costs)), "cost_std": float(np.std(costs))}
+    if filtered:
+        row["rejected"] = audit.rejected
+    return row
+
+
+def evaluation_row(agent: Agent, env, spec: EnvSpec, gamma: float, episodes: int, seed: int) -> dict:
+    """An eval.csv row: the unfiltered deterministic policy, and where the filter is on the same
+    episode starts with it."""
+    row = evaluate(agent, env, spec, gamma, episodes, seed)
+    if agent.filter_on:
+        eps_l = agent.eps_l  # the training episode's, restored after
+        row.update({f"filtered_{k}": v for k, v in evaluate(agent, env, spec, gamma, episodes, seed, True).items()})
+        agent.eps_l = eps_l
+    return {**{c: "" for c in EVAL_COLUMNS if c != "step"}, **row}
 
 
 def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = True,
@@ -209,8 +238,11 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
         eval_log.truncate(0)
 
     summary = spec_summary(spec)
-    config_doc = {**cfg.to_dict(), "spec": summary, "budget": dict(summary["budget"]),  # a copy: no YAML alias
+    config_doc = {**cfg.to_dict(), "spec": summary,
+                  "budget": None if summary["budget"] is None else dict(summary["budget"]),  # a copy: no YAML alias
                   "budget_discounted": agent.budget_discounted,
+                  "cost_critic": {"unit": agent.cost_unit, "offset": agent.cost_offset,
+                                  "filter_budget": agent.filter_budget},
                   "versions": package_versions(), "git_revision": git_revision(),
                   "command": command or " ".join(sys.argv)}
     write_atomic(out / "config.yaml", yaml.safe_dump(config_doc, sort_keys=False))
@@ -247,7 +279,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
     try:
         obs, _ = env.reset(seed=episode_seed(cfg.seed, episode))
         agent.episode_start(obs)
-        ep_return, ep_len, ep_t0, shown = 0.0, 0, time.perf_counter(), step
+        ep_return, ep_len, ep_t0, shown, ep_first = 0.0, 0, time.perf_counter(), step, step
         while step < cfg.steps:
             # act: uniform warm-up, then the policy (Hamiltonian sampler + Lyapunov filter)
             if step < cfg.learning_starts:
@@ -278,15 +310,18 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
                     bar.set_postfix_str("")
 
             if step % cfg.eval_interval == 0 or step == cfg.steps:
-                row = evaluate(agent, eval_env, spec, cfg.gamma, cfg.eval_episodes,
-                               seed=episode_seed(cfg.seed + 7919, n_evals * cfg.eval_episodes))
+                row = evaluation_row(agent, eval_env, spec, cfg.gamma, cfg.eval_episodes,
+                                     seed=episode_seed(cfg.seed + 7919, n_evals * cfg.eval_episodes))
                 eval_log.append({"step": step, **row})
                 n_evals += 1
 
             if terminated or truncated:
                 ep_cost = episode_cost_measure(ep_costs[:ep_len], spec.measure_kind, cfg.gamma)
-                # the multiplier follows the policy's cost, not the uniform warm-up's
-                lam = agent.multiplier.episode_end(ep_cost) if step > cfg.learning_starts else agent.multiplier.value
+                # the multiplier follows the policy's cost: an episode with a uniform warm-up step is left out
+                # (relative units: weighted by the episode's length, docs/multiplier.md)
+                weight = ep_len / spec.max_episode_steps if cfg.lambda_units == "relative" else 1.0
+                lam = (agent.multiplier.episode_end(ep_cost, weight) if ep_first >= cfg.learning_starts
+                       else agent.multiplier.value)
                 if not agent.healthy():
                     raise TrainingDiverged(f"NaN or infinite loss in episode {episode} (step {step})")
                 audit = agent.audit
@@ -305,7 +340,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
                     next_checkpoint = (step // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval
                 obs, _ = env.reset(seed=episode_seed(cfg.seed, episode))
                 agent.episode_start(obs)
-                ep_return, ep_len, ep_t0 = 0.0, 0, time.perf_counter()
+                ep_return, ep_len, ep_t0, ep_first = 0.0, 0, time.perf_counter(), step
             if bar is not None and step - shown >= 100:
                 bar.update(step - shown)
                 shown = step

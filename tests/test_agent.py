@@ -72,7 +72,7 @@ def test_filter_decisions_do_not_depend_on_cost_scale():
                 net.layers[-1].weight[2] *= scale
                 net.layers[-1].bias[2] *= scale
         obs = np.zeros(3, dtype=np.float32)
-        agent.budget_discounted = agent.cost_value(torch.zeros(1, 3), agent.actor_prev.mean_action(
+        agent.filter_budget = agent.cost_value(torch.zeros(1, 3), agent.actor_prev.mean_action(
             torch.zeros(1, 3))) + 0.05 / (1 - agent.cfg.gamma)  # eps_L = 0.05 in spec units
         agent.episode_start(obs)
         torch.manual_seed(5)
