@@ -1,4 +1,4 @@
-"""The throughput goals of DESIGN.md section 5, measured the way README's Performance tables are.
+"""The throughput goals (docs/performance.md), measured the way README's Performance tables are.
 
     python benchmarks/goals.py --out DIR [--rounds 3] [--steps 400] [--sb3-python /tmp/sb3/bin/python]
     python benchmarks/goals.py --summarize DIR

@@ -1,4 +1,4 @@
-"""Stable-Baselines3 SAC's update-phase throughput, the reference of DESIGN.md section 5.
+"""Stable-Baselines3 SAC's update-phase throughput, the reference of docs/performance.md.
 
 Standalone: safehpo does not import this file and stable-baselines3 is not one of its
 dependencies. Run it in its own virtual environment (see benchmarks/README.md):

@@ -1,4 +1,4 @@
-"""SAC, SAC-Lagrangian and SAC-HPO: the losses, the update step and acting (DESIGN.md section 3).
+"""SAC, SAC-Lagrangian and SAC-HPO: the losses, the update step and acting (docs/design.md).
 
 One `Agent` serves every algorithm of the table below; an algorithm is a row of data, not a
 subclass. Critics are one `CriticStack`: members 0, 1 are the twin reward critics, member 2 the

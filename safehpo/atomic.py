@@ -9,13 +9,23 @@ from pathlib import Path
 from typing import Callable
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def replace_atomically(path: Path | str, write: Callable[[str], None], suffix: str = ".tmp") -> Path:
-    """Call write(tmp_path) on a temporary file beside `path`, then os.replace it onto `path`."""
+    """Call write(tmp_path) on a temporary file beside `path`, then os.replace it onto `path`.
+
+    The file gets the mode a plain open() would give it (0666 less the umask), not mkstemp's 0600,
+    so results on shared storage are readable by those the umask allows."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""A grid of runs, envs x algorithms x seeds, on local processes or Ray, then aggregation (DESIGN.md 4).
+"""A grid of runs, envs x algorithms x seeds, on local processes or Ray, then aggregation (docs/outputs.md).
 
 A benchmark is data: a suite YAML in `benchmarks/` (or any file) names the envs, algorithms,
 seeds, the step budget and hyperparameter overrides. `safehpo bench` resolves it with the
@@ -161,6 +161,8 @@ def resolve(suite: Suite, envs: list[str] | None = None, algos: list[str] | None
     if steps is not None:
         changes["steps"] = parse_int(steps, "--steps", minimum=1)
     suite = _replace(suite, **changes)
+    if steps is not None and suite.description:  # the suite's own words may name its usual length
+        suite = _replace(suite, description=f"{suite.description} [run here with --steps {suite.steps}]")
     if sets:
         for item in sets:
             key = item.split("=", 1)[0].strip()
@@ -332,6 +334,10 @@ def check_existing(runs: list[Run]) -> None:
         except (OSError, yaml.YAMLError):
             continue
         new = run.config.to_dict()
+        status = read_status(run.folder) or {}
+        if status.get("steps_done", 0) > run.config.steps:
+            raise ConfigError(f"--steps {run.config.steps}: '{run.folder}' holds a run of {status['steps_done']} "
+                              f"steps already; ask for at least as many, or use another --out")
         for key, value in new.items():
             if key not in _MAY_CHANGE and key in old and old[key] != value:
                 raise ConfigError(f"--out: '{run.folder}' holds a run with {key}={old[key]}, this grid asks for "
@@ -681,10 +687,8 @@ def run_grid(suite: Suite, out: Path | str = "results", workers: int | None = No
 
     Checks first (no run starts on bad input): workers > 0, the backend (Ray importable), OUT
     writable. Finished runs are skipped, unfinished ones resume from their checkpoints.
-    Runs of Hamiltonian algorithms (several times slower per update) are started first, so the
-    grid does not end waiting on one long run.
+    Runs start in `expand`'s order, seed by seed, so a grid stopped part-way holds a comparison.
     """
-    from .agent import ALGOS
     workers = default_workers() if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"--workers: expected a positive integer, got {workers!r}")
@@ -710,7 +714,6 @@ def run_grid(suite: Suite, out: Path | str = "results", workers: int | None = No
     outcomes = {run.name: Outcome("done", None, skipped=True) if is_finished(run) else Outcome("queued")
                 for run in runs}
     todo = [run for run in runs if not outcomes[run.name].skipped]
-    todo.sort(key=lambda run: not ALGOS[run.algo].hamiltonian)  # stable: grid order otherwise
     where = f"{workers} local worker(s)" if backend == "local" else \
         (f"Ray at {address}" if address else f"a local Ray with {workers} CPU(s)")
     print(f"bench {suite.name}: {len(suite.envs)} env(s) x {len(suite.algos)} algo(s) x {len(suite.seeds)} seed(s)"
@@ -781,7 +784,7 @@ def register_cli(sub) -> None:
     b.add_argument("--algos", metavar="A,B", help="comma-separated algorithms (default: the suite's; sac-lag,sac-hpo)")
     b.add_argument("--seeds", metavar="N", help="number of seeds (0..N-1), or a list like 0,3,7")
     b.add_argument("--steps", metavar="S", help="env steps per run")
-    b.add_argument("--out", default="results", help="output folder (default: results/)")
+    b.add_argument("--out", default="runs", help="output folder (default: runs/; results/ holds the committed results)")
     b.add_argument("--workers", metavar="N", help="runs at a time (default: number of CPU cores)")
     b.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local processes, or Ray tasks (OUT must be on a filesystem every Ray node sees)")

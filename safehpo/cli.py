@@ -1,12 +1,14 @@
-"""The `safehpo` command (DESIGN.md section 4). Bad input: one line on stderr, exit code 2."""
+"""The `safehpo` command (docs/outputs.md). Bad input: one line on stderr, exit code 2."""
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 from pathlib import Path
 
+from . import __version__
 from .config import Config, ConfigError, apply_overrides, validate
 
 EXIT_USAGE = 2
@@ -68,13 +70,25 @@ def cmd_train(args) -> int:
     cfg = Config(env=args.env, algo=args.algo, seed=args.seed, device=args.device)
     if args.steps is not None:
         cfg = cfg.replace(steps=args.steps)
+    refuse_flag_overrides(args.set or [], {"env": "--env", "algo": "--algo", "seed": "--seed", "steps": "--steps",
+                                           "device": "--device"})
     cfg = apply_overrides(cfg, args.set or [])
     validate(cfg, "train")
     out = Path(args.out) if args.out else Path("runs") / spec.id / args.algo / f"seed-{args.seed}"
+    if args.resume and not (out / "checkpoint.pt").exists():
+        print(f"safehpo: '{out}' holds no checkpoint yet: starting the run from the beginning", file=sys.stderr)
     result = train(cfg, out, resume=args.resume, progress=not args.quiet,
                    command="safehpo " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     print(f"{result.state}: {result.steps} steps, {result.episodes} episodes in {result.wall_seconds:.0f} s -> {out}")
     return 0
+
+
+def refuse_flag_overrides(items: list[str], flags: dict[str, str]) -> None:
+    """`--set key=value` must not set what a flag of its own sets (one would silently win)."""
+    for item in items:
+        key = item.split("=", 1)[0].strip()
+        if key in flags:
+            raise ConfigError(f"--set {key}=...: use {flags[key]} instead")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -87,6 +101,7 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="safehpo", description="Safe-RL benchmark: SAC-Lagrangian and the "
                                 "Hamiltonian policy (SAC-HPO) on constrained MuJoCo tasks.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("envs", help="list the CMDP specs").set_defaults(func=cmd_envs)
@@ -97,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one run")
     t.add_argument("--env", required=True, help="spec name (see `safehpo envs`) or path to a YAML spec")
     t.add_argument("--algo", required=True, help="algorithm (see `safehpo algos`)")
-    t.add_argument("--seed", type=_non_negative_int, default=0)
+    t.add_argument("--seed", type=_non_negative_int, default=0, help="random seed of the run (default 0)")
     t.add_argument("--steps", type=_positive_int, default=None, help="env steps (default 1e6)")
     t.add_argument("--out", default=None, help="run folder (default runs/<env>/<algo>/seed-<n>)")
     t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
@@ -112,9 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # SIGTERM (kill, timeout, Slurm, docker stop) stops a command as Ctrl-C does: a run records
+    # "interrupted" and resumes with the same command
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         return args.func(args) or 0
     except ConfigError as e:

@@ -1,4 +1,4 @@
-"""Constrained MDPs (DESIGN.md section 2): a gymnasium env plus a per-step cost c_t >= 0 and a budget.
+"""Constrained MDPs (docs/cmdps.md): a gymnasium env plus a per-step cost c_t >= 0 and a budget.
 
 A spec is a YAML file in `envs/` (data, not code). `make_env` builds the base env with
 `gymnasium.make` and wraps it in `CMDP`, which adds `info["cost"]` to every step and offers the
@@ -113,7 +113,7 @@ def step_cost(cost: CostSpec, env: gymnasium.Env, action: np.ndarray, info: dict
 
 
 # ---------------------------------------------------------------------------------------------
-# Budgets (DESIGN.md section 2)
+# Budgets (docs/cmdps.md)
 
 BUDGET_KINDS = ("average", "sum", "discounted")
 
@@ -297,11 +297,11 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_gear(value: Any) -> str | None:
-    if value == "auto" or _is_number(value):
+    if value == "auto" or (_is_number(value) and value > 0):
         return None
-    if isinstance(value, list) and value and all(_is_number(g) for g in value):
+    if isinstance(value, list) and value and all(_is_number(g) and g > 0 for g in value):
         return None
-    return "expected 'auto', a number or a list of numbers"
+    return "expected 'auto', a number > 0 or a list of numbers > 0"
 
 
 # kind -> {parameter: (default, check)}; check(value) returns what was expected, or None if fine
@@ -386,13 +386,18 @@ def _parse_spec(raw: Any, where: str) -> EnvSpec:
     for key in ("description", "source"):
         if not isinstance(raw.get(key, ""), str):
             raise ConfigError(f"{where}: field '{key}': expected text, got {raw[key]!r}")
-    return EnvSpec(id=raw["id"], base=base, kwargs=dict(kwargs), cost=_parse_cost(raw["cost"], where),
-                   budget=_parse_budget(raw.get("budget"), where), max_episode_steps=steps,
+    cost, budget = _parse_cost(raw["cost"], where), _parse_budget(raw.get("budget"), where)
+    if cost.kind == "none" and budget is not None:
+        raise ConfigError(f"{where}: field 'budget': a spec with cost kind 'none' has nothing to budget "
+                          f"(remove the budget, or give a cost)")
+    return EnvSpec(id=raw["id"], base=base, kwargs=dict(kwargs), cost=cost, budget=budget, max_episode_steps=steps,
                    description=raw.get("description", "").strip(), source=raw.get("source", "").strip(),
                    path=where)
 
 
 def _read_spec(path: Path) -> EnvSpec:
+    if path.is_dir():
+        raise ConfigError(f"--env: '{path}' is a folder; give a spec file (.yaml) or a spec name")
     envs = data_dir("envs").resolve()
     shipped = path.resolve().parent == envs
     where = f"envs/{path.name}" if shipped else str(path)

@@ -87,7 +87,7 @@ def check_keys(raw: Any, where: str, allowed: tuple[str, ...], required: tuple[s
 
 @dataclass
 class Config:
-    """All hyperparameters of one run. Defaults follow DESIGN.md section 3 (the papers' values)."""
+    """All hyperparameters of one run. Defaults follow docs/design.md (the papers' values)."""
 
     env: str = "halfcheetah-speed"
     algo: str = "sac-lag"
@@ -208,6 +208,9 @@ def validate(cfg: Config, where: str = "config") -> Config:
     for name in _UNIT_INTERVAL:
         if not 0.0 < getattr(cfg, name) <= 1.0:
             raise ConfigError(f"{where}: '{name}' must be in (0, 1], got {getattr(cfg, name)}")
+    if cfg.steps <= cfg.learning_starts:
+        raise ConfigError(f"{where}: 'steps' ({cfg.steps}) <= 'learning_starts' ({cfg.learning_starts}): the run "
+                          f"would only take uniform random actions and never update (lower learning_starts)")
     if cfg.batch_size > cfg.buffer_size:
         raise ConfigError(f"{where}: 'batch_size' ({cfg.batch_size}) exceeds 'buffer_size' ({cfg.buffer_size})")
     return cfg

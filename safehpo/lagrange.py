@@ -1,4 +1,4 @@
-"""Lagrange multiplier updaters (DESIGN.md section 3), shared by every Lagrangian algorithm.
+"""Lagrange multiplier updaters (docs/design.md), shared by every Lagrangian algorithm.
 
 - `GradientAscent`: the papers' rule (section II-B), applied once per finished episode:
   lambda <- [lambda + eta (J_C - d0)]_+ , J_C averaged over the last `window` episodes.

@@ -1,4 +1,4 @@
-"""`safehpo speed`: throughput of each algorithm's training loop in the update phase (DESIGN.md 4, 5).
+"""`safehpo speed`: throughput of each algorithm's training loop in the update phase (docs/performance.md).
 
 What one measurement runs is the training loop of `train.py` after `learning_starts`, nothing
 else: a real CMDP env, a replay buffer first filled with uniform random transitions (not timed),

@@ -1,4 +1,4 @@
-"""One run: collect, update, evaluate, log, checkpoint, resume (DESIGN.md section 4).
+"""One run: collect, update, evaluate, log, checkpoint, resume (docs/outputs.md).
 
 Reads top to bottom like the papers' Algorithm 1. Checkpoints are taken at episode
 boundaries, so a resumed run restarts from a clean episode: the CSVs are cut back to the rows
@@ -218,6 +218,9 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
             raise ConfigError(f"--resume: '{ckpt_path}' was written by another safehpo version (checkpoint format "
                               f"{state.get('format', 1)}, this one reads {CHECKPOINT_FORMAT}); start the run afresh "
                               f"in another --out")
+        if state["step"] > cfg.steps:
+            raise ConfigError(f"--steps {cfg.steps}: '{out}' holds a run of {state['step']} steps already "
+                              f"(give --steps >= {state['step']}, or another --out)")
         saved, asked = state["config"], cfg.to_dict()
         changed = [k for k in asked if k not in RESUMABLE_CHANGES and saved.get(k) != asked[k]]
         if changed:

@@ -41,3 +41,14 @@ def torque_spec(tmp_path):
     """HalfCheetah with the torque cost and a budget no policy can meet (average <= 0)."""
     return write_spec(tmp_path / "cheetah-torque-short.yaml", "cheetah-torque-short",
                       "{kind: torque, params: {}}", "{threshold: 0, kind: average}")
+
+
+@pytest.fixture
+def recompile_limit():
+    """recompile_limit(n): torch._dynamo's recompile limit for one test, through torch's own
+    config.patch (pytest's monkeypatch deletes the attribute on undo from pytest 9.2 on)."""
+    import contextlib
+
+    import torch._dynamo
+    with contextlib.ExitStack() as stack:
+        yield lambda n: stack.enter_context(torch._dynamo.config.patch(recompile_limit=n))

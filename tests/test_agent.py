@@ -124,3 +124,28 @@ def test_temperature_stays_without_autotune():
     agent.update(random_batch(64, 3, 2))
     assert float(agent.log_alpha.detach()) == before
     assert not torch.equal(agent.actor.head.weight.detach(), actor_before)  # the policy did step
+
+
+@pytest.mark.parametrize("offset", [0.0, 2.0])
+def test_cost_critic_target_in_lagrangian_units(offset):
+    """The cost critic learns (c - offset) / unit (times cost_scale); with an offset (an average
+    budget) it bootstraps through termination, without one a terminal transition ends the sum."""
+    torch.manual_seed(0)
+    cfg = Config(algo="sac-lag", hidden=16, actor_hidden=16, cost_scale=0.5)
+    agent = Agent(cfg, 3, -np.ones(2, np.float32), np.ones(2, np.float32), constrained=True, budget=2.0,
+                  budget_discounted=1.0, cost_unit=4.0, cost_offset=offset)
+    b = random_batch(8, 3, 2)
+    b["done"] = torch.tensor([1.0, 0.0] * 4)
+    alpha = torch.tensor(0.5)
+    torch.manual_seed(1)
+    loss = agent._critic_loss(b["obs"], b["act"], b["next_obs"], b["rew"], b["cost"], b["done"], alpha, 0.0)
+    torch.manual_seed(1)  # the same next actions
+    with torch.no_grad():
+        next_a, next_logp, _ = agent.sample(b["next_obs"], "gaussian", 0.0, alpha, 0.0)
+        qn = agent.critics_target(b["next_obs"], next_a)
+        q = agent.critics(b["obs"], b["act"])
+    y_reward = b["rew"] + cfg.gamma * (1 - b["done"]) * (torch.minimum(qn[0], qn[1]) - alpha * next_logp)
+    cont = torch.ones(8) if offset else 1 - b["done"]
+    y_cost = (b["cost"] - offset) * (0.5 / 4.0) + cfg.gamma * cont * qn[2]
+    expected = sum(0.5 * (q[i] - y).pow(2).mean() for i, y in ((0, y_reward), (1, y_reward), (2, y_cost)))
+    torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)

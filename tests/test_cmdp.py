@@ -1,7 +1,8 @@
-"""CMDP specs, costs and budgets (DESIGN.md section 2)."""
+"""CMDP specs, costs and budgets (docs/cmdps.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -24,7 +25,7 @@ from safehpo.config import ConfigError
 
 SHIPPED = {
     "ant", "ant-torque", "ant-velocity", "halfcheetah", "halfcheetah-speed", "halfcheetah-velocity",
-    "hopper", "hopper-velocity", "humanoid", "humanoid-velocity", "swimmer-velocity", "walker2d",
+    "hopper", "hopper-velocity", "humanoid", "humanoid-velocity", "inverted-pendulum-torque", "swimmer-velocity", "walker2d",
     "walker2d-velocity",
 }
 
@@ -239,6 +240,9 @@ BAD = {  # case: (change to GOOD, text the message must contain besides the file
     "bad measure": (lambda s: s["cost"]["params"].update(measure="y"), "field 'cost.params.measure'"),
     "bool threshold": (lambda s: s["cost"]["params"].update(threshold=False), "field 'cost.params.threshold'"),
     "bad gear": (lambda s: s.update(cost={"kind": "torque", "params": {"gear": [150, "x"]}}), "field 'cost.params.gear'"),
+    "negative gear": (lambda s: s.update(cost={"kind": "torque", "params": {"gear": -3}}),
+                      "field 'cost.params.gear': expected 'auto', a number > 0"),
+    "budget without cost": (lambda s: s.update(cost={"kind": "none"}), "field 'budget': a spec with cost kind 'none'"),
     "steps zero": (lambda s: s.update(max_episode_steps=0), "field 'max_episode_steps': expected an integer > 0"),
     "steps float": (lambda s: s.update(max_episode_steps=1000.5), "field 'max_episode_steps'"),
     "steps bool": (lambda s: s.update(max_episode_steps=True), "field 'max_episode_steps'"),
@@ -311,3 +315,24 @@ def test_safety_gymnasium_task_needs_the_package():
         env = make_env(spec, seed=0)
         env.reset()
         assert "cost" in env.step(env.action_space.sample())[4]
+
+
+def test_a_folder_given_as_env_is_named_as_one(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder; give a spec file"):
+        load_spec(str(tmp_path))
+
+
+@pytest.mark.parametrize("kind, d0, unit, offset", [
+    ("average", 25.0, 25.0, 25.0),              # the per-step budget is d0; the critic learns (c - d0) / d0
+    ("sum", 25.0, 25.0 / 1000, 0.0),            # d0 / T per step
+    ("discounted", 10.0, None, 0.0),            # d0 (1 - g) / (1 - g^T)
+])
+def test_lagrangian_cost_units_put_the_budget_at_one_per_step(kind, d0, unit, offset):
+    from safehpo.cmdp import BudgetSpec, discount_horizon, lagrangian_cost_units
+    spec = dataclasses.replace(load_spec("halfcheetah-speed"), budget=BudgetSpec(d0, kind))
+    got_unit, got_offset = lagrangian_cost_units(spec, 0.99, relative=True)
+    expected = unit if unit is not None else d0 / discount_horizon(0.99, 1000)
+    assert got_unit == pytest.approx(expected) and got_offset == offset
+    # a constant cost of one unit per step spends exactly the budget in discounted units
+    assert got_unit * discount_horizon(0.99, 1000) == pytest.approx(discounted_budget(spec, 0.99))
+    assert lagrangian_cost_units(spec, 0.99, relative=False) == (1.0, 0.0)

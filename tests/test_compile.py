@@ -42,13 +42,13 @@ def test_compile_auto_is_on_for_long_runs_where_it_was_measured_faster():
         apply_overrides(Config(), ["compile=yes"])
 
 
-def test_compiled_update_equals_eager_and_compiles_once_per_loss(monkeypatch):
+def test_compiled_update_equals_eager_and_compiles_once_per_loss(recompile_limit):
     """Three updates with a new lambda each: the compiled agent ends with the eager
     agent's parameters (the compiled losses draw their random numbers as eager does, from the same
     seed), and each loss compiles once for all three lambdas (a recompile past the limit of 1 would
     raise and the agent would fall back to eager, which the last assert catches)."""
     import torch._dynamo
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    recompile_limit(1)
     from torch._dynamo.utils import counters
     counters.clear()
     eager, compiled = hpo_agent("never"), hpo_agent("always")
@@ -64,14 +64,15 @@ def test_compiled_update_equals_eager_and_compiles_once_per_loss(monkeypatch):
     assert_same_parameters(compiled, eager, rtol=1e-4, atol=1e-5)
 
 
-def test_compiled_acting_picks_the_eager_actions(monkeypatch):
-    """Acting's draw, deterministic action and the Lyapunov filter's steps (one state, no grad) run
-    compiled too: from the same seed the compiled agent picks the eager agent's actions, as lambda
+def test_compiled_acting_picks_the_eager_actions(recompile_limit):
+    """Acting (one state, no grad) runs compiled too: the Lyapunov filter's start (a draw, or the
+    mean for a deterministic action) and its leapfrog steps, and the unfiltered deterministic
+    action. From the same seed the compiled agent picks the eager agent's actions, as lambda
     changes (at most two graphs each, lambda = 0 and lambda != 0, or the agent would fall back
     to eager), also where the filter rejects every candidate and takes its K_max steps."""
     import torch._dynamo
     from torch._dynamo.utils import counters
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
+    recompile_limit(2)
     counters.clear()
     eager, compiled = hpo_agent("never"), hpo_agent("always")
     assert eager.filter_on and compiled.filter_on
@@ -85,14 +86,16 @@ def test_compiled_acting_picks_the_eager_actions(monkeypatch):
                 agent.eps_l = -1e6  # no candidate passes: the filter's kick and steps run K_max times
             torch.manual_seed(200 + i)
             drawn = [agent.act(s) for s in states]
-            actions.append(np.stack(drawn + [agent.act(s, deterministic=True) for s in states]))
+            unfiltered = [agent.act(s, deterministic=True, filtered=False) for s in states]
+            actions.append(np.stack(drawn + [agent.act(s, deterministic=True) for s in states] + unfiltered))
         np.testing.assert_allclose(actions[1], actions[0], rtol=1e-4, atol=1e-5)
         assert compiled.audit == eager.audit
-        assert compiled.audit.filtered_steps == len(states)
+        assert compiled.audit.filtered_steps == 2 * len(states)  # draws and deterministic actions
         if i % 2:
-            assert compiled.audit.rejected == len(states) * (compiled.cfg.k_max + 1)
+            assert compiled.audit.rejected == 2 * len(states) * compiled.cfg.k_max
     assert compiled.compiled, "fell back to eager"
-    # draw, deterministic action, the filter's kick and step, each compiled for lambda = 0 and lambda != 0
+    # the filter's start (drawn, mean), its step and the unfiltered deterministic action, each
+    # compiled for lambda = 0 and lambda != 0
     assert counters["stats"]["unique_graphs"] >= 8, "acting was not compiled"
 
 
@@ -116,12 +119,12 @@ def test_a_failing_compile_falls_back_to_eager_with_one_line(monkeypatch, capsys
     assert_same_parameters(compiled, eager, rtol=0, atol=0)
 
 
-def test_past_the_recompile_limit_an_agent_says_it_updates_eagerly(monkeypatch, capsys):
+def test_past_the_recompile_limit_an_agent_says_it_updates_eagerly(recompile_limit, capsys):
     """torch's answer to a recompile past its limit is to run the function eagerly without a word;
     the agent must not then report `compiled`. With a limit of 1, lambda's fall to 0 (a graph
     without Q_C) is past it."""
     import torch._dynamo
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    recompile_limit(1)
     agent = hpo_agent("always")
     batch = random_batch(32, 5, 2)
     agent.multiplier.value = 1.0

@@ -1,4 +1,4 @@
-"""Property tests of the Hamiltonian chain (DESIGN.md section 3, eq. 8-13)."""
+"""Property tests of the Hamiltonian chain (docs/design.md, eq. 8-13)."""
 
 import pytest
 import torch
@@ -149,7 +149,7 @@ def test_actions_stay_inside_the_box():
 
 
 def test_first_order_force_gives_the_second_order_policy_gradient_for_relu_critics():
-    """DESIGN.md: with a ReLU critic, detaching dQ/da (keeping the squash factor) is exact."""
+    """docs/design.md: with a ReLU critic, detaching dQ/da (keeping the squash factor) is exact."""
     torch.manual_seed(6)
     obs_dim, d, B = 4, 3, 16
     actor = SquashedGaussianActor(obs_dim, d, 16, 1, -torch.ones(d), torch.ones(d))

@@ -1,4 +1,4 @@
-"""Multiplier updaters on hand-computed sequences (DESIGN.md section 3)."""
+"""Multiplier updaters on hand-computed sequences (docs/design.md)."""
 
 import pytest
 
@@ -57,3 +57,17 @@ def test_state_roundtrip_continues_identically():
 def test_no_multiplier_stays_zero():
     m = NoMultiplier()
     assert m.episode_end(1e6) == 0.0
+
+
+def test_relative_violation_is_clipped_and_weighted_by_episode_length():
+    m = GradientAscent(budget=10.0, lr=0.1, window=1, relative=True)
+    assert m.episode_end(400.0) == pytest.approx(0.1)              # 40x the budget moves it as 2x does
+    assert m.episode_end(15.0, weight=0.5) == pytest.approx(0.1 + 0.1 * 0.5 * 0.5)
+    assert m.episode_end(0.0) == pytest.approx(0.125 - 0.1)        # -1 at the least
+    assert m.episode_end(0.0) == 0.0
+
+
+def test_pid_on_relative_violation_integrates_weighted_steps():
+    m = PIDLagrangian(budget=10.0, kp=0.5, ki=0.1, kd=0.2, window=1, relative=True)
+    assert m.episode_end(14.0, weight=0.5) == pytest.approx(0.5 * 0.4 + 0.1 * 0.2)   # I = 0.5 * 0.4
+    assert m.episode_end(30.0) == pytest.approx(0.5 * 1.0 + 0.1 * 1.2 + 0.2 * 0.6)   # clipped to 1

@@ -12,9 +12,9 @@ REQUIRED = {"machine", "torch", "threads", "device", "steps", "results"}
 RESULT_KEYS = {"algo", "env", "k", "steps_per_s", "ms_per_update", "ms_per_step"}
 
 
-def test_speed_writes_one_positive_result_per_algo_env_k(tmp_path, capsys, monkeypatch):
+def test_speed_writes_one_positive_result_per_algo_env_k(tmp_path, capsys, monkeypatch, recompile_limit):
     import torch._dynamo
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)  # room for one configuration's graphs
+    recompile_limit(2)  # room for one configuration's graphs
     out = tmp_path / "tmp" / "speed.json"
     tiny = [a for item in TINY for a in ("--set", item)]
     code = main(["speed", "--steps", "20", "--warmup", "5", "--fill", "100", "--algos", "sac-lag,sac-hpo",

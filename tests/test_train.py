@@ -175,3 +175,40 @@ def test_typo_in_a_spec_file_is_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "typo.yaml" in proc.stderr and "budgte" in proc.stderr
+
+
+def _shipped_specs():
+    from safehpo.config import data_dir
+    return sorted(p.stem for p in data_dir("envs").glob("*.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _shipped_specs())
+def test_every_shipped_spec_trains_with_a_gaussian_and_a_hamiltonian_algorithm(name, tmp_path):
+    """Each spec in envs/, its episodes cut to 30 steps, trains a few updates with sac-lag (sac where
+    it has no budget) and sac-hpo, evaluates and writes its files: no shipped spec breaks unseen."""
+    import yaml
+
+    from safehpo.cmdp import load_spec
+    from safehpo.config import data_dir
+    raw = yaml.safe_load((data_dir("envs") / f"{name}.yaml").read_text())
+    raw["max_episode_steps"] = 30
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    constrained = load_spec(str(path)).constrained
+    for algo in ("sac-lag" if constrained else "sac", "sac-hpo"):
+        cfg = apply_overrides(Config(env=str(path), algo=algo, steps=60), TINY + [
+            "learning_starts=20", "eval_interval=60", "checkpoint_interval=60", "compile=never"])
+        out = train(cfg, tmp_path / algo, progress=False).out
+        assert len(rows(out / "progress.csv")) >= 2 and len(rows(out / "eval.csv")) == 1, (name, algo)
+        assert json.loads((out / "status.json").read_text())["state"] == "done"
+
+
+def test_an_episode_with_a_warm_up_step_never_moves_lambda(torque_spec, tmp_path):
+    """50-step episodes, learning_starts 125: the episode of steps 100-149 holds 25 uniform actions;
+    lambda moves first at the end of the episode that starts at step 150 (the budget, 0, is always
+    exceeded)."""
+    out = train(tiny_cfg(torque_spec, steps=300, extra=["learning_starts=125"]), tmp_path / "run", progress=False).out
+    lam = {int(r["step"]): float(r["lambda"]) for r in rows(out / "progress.csv")}
+    assert lam[50] == lam[100] == lam[150] == 0.0
+    assert 0.0 < lam[200] < lam[250] < lam[300]
