@@ -1,15 +1,20 @@
 """Figures of a bench, per environment folder: return vs violation, learning curves, filter audit.
 
-- return_vs_violation.png  final return vs final cost (budget line) and vs cumulative violations;
-                           a point per (algo, seed), per algo the mean with 95% CI in both axes
-- curves.png               return and cost vs env steps, mean and 95% CI band over seeds
-- audit.png                rejected actions and unsafe fallbacks per 1k env steps over training
+- return_vs_violation.png  final training return vs training cost (budget line) and vs cumulative
+                           violations; a point per finished (algo, seed), per algo the mean (with
+                           95% CI error bars for 3+ seeds)
+- curves.png               over env steps: training return and cost, evaluation return and cost
+                           (filter off solid, filter on dashed), lambda and alpha; mean over seeds
+                           with a 95% CI band (3+ seeds) or each seed's line (fewer)
+- audit.png                rejected actions and unsafe fallbacks per 1k env steps over training,
+                           each episode's counts spread over the steps it covered
 
-The numbers come from `safehpo.aggregate` (the same final return/cost, budget and buckets as
-summary.csv and audit.csv). Each algorithm keeps one colour and marker in every figure (see
-`algo_style`). PNGs are written atomically: savefig to a temporary .png in the same folder, then
-os.replace. matplotlib (Agg backend, set before pyplot is imported) loads on the first drawing,
-so importing this module for its `plot` / `audit` commands stays cheap.
+The numbers come from `safehpo.aggregate` (the same selection of runs, budget and buckets as
+summary.csv, audit.csv and report.md); titles name the environment by its spec id. Each
+algorithm keeps one colour and marker in every figure (see `algo_style`). PNGs are written
+atomically: savefig to a temporary .png in the same folder, then os.replace. matplotlib (Agg
+backend, set before pyplot is imported) loads on the first drawing, so importing this module for
+its `plot` / `audit` commands stays cheap.
 """
 
 from __future__ import annotations
@@ -21,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from safehpo.aggregate import (
-    BUDGET_KIND_LABELS, FIGURE_FILES, RunRecord, aggregate_all, audit_bucket_width, bootstrap_ci,
-    bootstrap_ci_curve, bucket_run, budget_label, collect_runs, env_budget, env_name,
-    find_env_dirs, format_audit, run_summary,
+    BUDGET_KIND_LABELS, FIGURE_FILES, MIN_SEEDS_FOR_CI, RunRecord, aggregate_all,
+    audit_bucket_width, bootstrap_ci, bootstrap_ci_curve, bucket_run, budget_label, collect_runs,
+    env_budget, env_name, find_env_dirs, format_audit, mean_selection, run_summary, select_runs,
 )
 from safehpo.atomic import replace_atomically
 
@@ -104,17 +109,6 @@ def _kind_text(kind: str | None) -> str:
     return BUDGET_KIND_LABELS.get(kind or "", kind or "per episode")
 
 
-def _by_algo(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
-    """Usable runs (not failed, at least one episode) grouped by algorithm, sorted by name."""
-    out: dict[str, list[RunRecord]] = {}
-    for run in runs:
-        if run.usable:
-            out.setdefault(run.algo, []).append(run)
-    return dict(sorted(out.items()))
-
-
-def _seeds_label(algo: str, seeds: int, prefix: str = "") -> str:
-    return f"{algo} ({prefix}{seeds} seed{'' if seeds == 1 else 's'})"
 
 
 def _no_data(ax: Axes, text: str = "no finished episodes") -> None:
@@ -126,26 +120,121 @@ def _runs(env_dir: Path, runs: Sequence[RunRecord] | None) -> list[RunRecord]:
 
 
 # ----------------------------------------------------------------------------------------------
+# Seeds: a band with 3 or more, each seed's line with fewer
+# ----------------------------------------------------------------------------------------------
+
+def _nan_mean(matrix: np.ndarray) -> np.ndarray:
+    """Column means over the non-NaN entries (NaN where a column has none), without warnings."""
+    have = ~np.isnan(matrix)
+    count = have.sum(axis=0)
+    total = np.where(have, matrix, 0.0).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def draw_seeds(ax: Axes, x: np.ndarray, matrix: np.ndarray, colour: str, label: str | None,
+               linestyle: str = "-", marker: str | None = None, band: bool = True) -> int:
+    """The mean over seeds of matrix [seeds, points] (NaN: no data) against x.
+
+    With MIN_SEEDS_FOR_CI or more seeds with data, a 95% bootstrap band around the mean (if
+    `band`); with fewer, each seed's own thin line beside the mean, and no interval. A mean with
+    one point is drawn as a marker. Returns the number of seeds with data.
+    """
+    m = np.asarray(matrix, dtype=float)
+    if m.ndim != 2 or m.size == 0:
+        return 0
+    m = m[~np.isnan(m).all(axis=1)]
+    seeds = m.shape[0]
+    if seeds == 0:
+        return 0
+    with_ci = seeds >= MIN_SEEDS_FOR_CI
+    if with_ci:
+        mean, low, high = bootstrap_ci_curve(m)
+    else:
+        mean, low, high = _nan_mean(m), None, None
+        if seeds > 1:
+            for row in m:
+                ok = ~np.isnan(row)
+                ax.plot(x[ok] if ok.sum() == 1 else x, row[ok] if ok.sum() == 1 else row,
+                        color=colour, linestyle=linestyle, linewidth=0.8, alpha=0.5, zorder=2,
+                        marker=marker if marker or ok.sum() == 1 else None, markersize=2.5)
+    have = ~np.isnan(mean)
+    if have.sum() == 1:
+        i = int(np.flatnonzero(have)[0])
+        yerr = [[mean[i] - low[i]], [high[i] - mean[i]]] if with_ci and band else None
+        ax.errorbar([x[i]], [mean[i]], yerr=yerr, fmt=marker or "o", color=colour, capsize=3,
+                    markerfacecolor="white" if linestyle != "-" else colour, label=label, zorder=3)
+        return seeds
+    ax.plot(x, mean, color=colour, linestyle=linestyle, linewidth=1.8, label=label, zorder=3,
+            marker=marker, markersize=3.5)
+    if with_ci and band:
+        ax.fill_between(x, low, high, where=have, color=colour, alpha=0.2 if linestyle == "-" else 0.1,
+                        linewidth=0, zorder=2)
+    return seeds
+
+
+def _groups(runs: Sequence[RunRecord]) -> dict[str, tuple[list[RunRecord], list[RunRecord], bool]]:
+    """Per algorithm (sorted): (the runs averaged: its finished ones, else its unfinished ones),
+    (its other unfinished runs with data, drawn dotted outside the means), partial. The same
+    selection as report.md's tables (`select_runs`); algorithms without data are left out."""
+    by_algo: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        by_algo.setdefault(run.algo, []).append(run)
+    out = {}
+    for algo, mine in sorted(by_algo.items()):
+        chosen, others, partial = select_runs(mine)
+        if chosen:
+            out[algo] = (chosen, others, partial)
+    return out
+
+
+def _group_label(algo: str, chosen: Sequence[RunRecord], others: Sequence[RunRecord] = (),
+                 partial: bool = False) -> str:
+    """'sac-hpo (3 seeds)', 'sac-hpo (3 seeds; 1 unfinished, dotted)', 'sac-hpo (2 unfinished seeds)'."""
+    n = len(chosen)
+    text = f"{algo} ({n} {'unfinished ' if partial else ''}seed{'' if n == 1 else 's'}"
+    return text + (f"; {len(others)} unfinished, dotted)" if others else ")")
+
+
+def draw_unfinished(ax: Axes, x: np.ndarray, matrix: np.ndarray, colour: str,
+                    marker: str | None = None) -> None:
+    """Each row of matrix [runs, points] as a thin dotted line: unfinished runs, outside the means."""
+    for row in np.asarray(matrix, dtype=float).reshape(-1, len(x)):
+        ok = ~np.isnan(row)
+        if ok.any():
+            ax.plot(x[ok], row[ok], color=colour, linestyle=":", linewidth=1.0, alpha=0.8, zorder=2,
+                    marker=marker if marker or ok.sum() == 1 else None, markersize=2.5)
+
+
+# ----------------------------------------------------------------------------------------------
 # return_vs_violation.png
 # ----------------------------------------------------------------------------------------------
 
 def plot_return_vs_violation(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -> Path:
-    """Write `return_vs_violation.png`: final return vs final cost and vs cumulative violations.
+    """Write `return_vs_violation.png`: final training return vs training cost (last 10%) and
+    vs cumulative violations.
 
-    A small point per (algo, seed); a large marker per algo at the mean over seeds with 95%
-    bootstrap CI error bars in both axes. The cost panel has a dashed vertical budget line.
+    The runs per algorithm are the report's (`mean_selection`: the finished ones, else the
+    unfinished ones, labelled so). A small point per seed; a large marker per algo at the mean
+    over seeds, with 95% bootstrap CI error bars in both axes when there are 3 or more seeds.
+    The cost panel has a dashed vertical budget line.
     """
     env_dir = Path(env_dir)
     runs = _runs(env_dir, runs)
     threshold, kind = env_budget(runs)
-    groups = _by_algo(runs)
+    by_algo: dict[str, list[dict]] = {}
+    for run in runs:
+        by_algo.setdefault(run.algo, []).append(run_summary(run))
+    groups = {}
+    for algo, rows in sorted(by_algo.items()):
+        chosen, partial = mean_selection(rows)
+        if chosen:
+            groups[algo] = (chosen, partial)
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
     with plt.rc_context(_STYLE):
         fig, (ax_cost, ax_viol) = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
-        for algo, mine in groups.items():
+        for algo, (rows, partial) in groups.items():
             colour, marker = algo_style(algo)
-            rows = [run_summary(r) for r in mine]
             ret = np.array([np.nan if r["final_return"] is None else r["final_return"] for r in rows])
             for ax, key in ((ax_cost, "final_cost"), (ax_viol, "cumulative_violations")):
                 x = np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float)
@@ -154,12 +243,17 @@ def plot_return_vs_violation(env_dir: Path | str, runs: Sequence[RunRecord] | No
                     continue
                 ax.scatter(x[ok], ret[ok], s=26, color=colour, marker=marker, alpha=0.45,
                            linewidths=0, zorder=2)
-                mx, lx, hx = bootstrap_ci(x[ok])
-                my, ly, hy = bootstrap_ci(ret[ok])
-                ax.errorbar([mx], [my], xerr=[[mx - lx], [hx - mx]], yerr=[[my - ly], [hy - my]],
-                            fmt=marker, color=colour, markersize=9, markeredgecolor="black",
-                            markeredgewidth=0.8, elinewidth=1.4, capsize=4, zorder=3,
-                            label=_seeds_label(algo, int(ok.sum()), "mean, "))
+                n = int(ok.sum())
+                label = f"{algo} (mean of {n} {'unfinished ' if partial else ''}seed{'' if n == 1 else 's'})"
+                if n >= MIN_SEEDS_FOR_CI:
+                    mx, lx, hx = bootstrap_ci(x[ok])
+                    my, ly, hy = bootstrap_ci(ret[ok])
+                    xerr, yerr = [[mx - lx], [hx - mx]], [[my - ly], [hy - my]]
+                else:
+                    mx, my, xerr, yerr = float(x[ok].mean()), float(ret[ok].mean()), None, None
+                ax.errorbar([mx], [my], xerr=xerr, yerr=yerr, fmt=marker, color=colour, markersize=9,
+                            markeredgecolor="black", markeredgewidth=0.8, elinewidth=1.4, capsize=4,
+                            zorder=3, label=label, alpha=0.6 if partial else 1.0)
         for ax in (ax_cost, ax_viol):  # room around the markers at the data's edges
             ax.margins(x=0.08, y=0.1)
         if threshold is not None:
@@ -171,9 +265,9 @@ def plot_return_vs_violation(env_dir: Path | str, runs: Sequence[RunRecord] | No
         if not groups:
             _no_data(ax_cost)
             _no_data(ax_viol)
-        ax_cost.set_xlabel(f"final cost ({_kind_text(kind)})")
-        ax_cost.set_ylabel("final return (episode sum of rewards)")
-        ax_cost.set_title("return vs cost")
+        ax_cost.set_xlabel(f"training cost, last 10% of episodes ({_kind_text(kind)})")
+        ax_cost.set_ylabel("training return, last 10% of episodes")
+        ax_cost.set_title("return vs cost (training episodes)")
         ax_viol.set_xlabel("cumulative violations (training episodes over budget)")
         ax_viol.set_title("return vs cumulative violations")
         ax_viol.set_xlim(left=min(-0.5, ax_viol.get_xlim()[0]))
@@ -181,8 +275,9 @@ def plot_return_vs_violation(env_dir: Path | str, runs: Sequence[RunRecord] | No
         ax_viol.tick_params(labelleft=True)
         if groups or threshold is not None:
             ax_cost.legend(loc="best")
-        fig.suptitle(f"{env_name(env_dir, runs)}: final return vs constraint", fontsize=12)
-        fig.text(0.5, -0.01, "small points: seeds; large markers: mean over seeds with 95% bootstrap CI; "
+        fig.suptitle(f"{env_name(env_dir, runs)}: final training return vs constraint", fontsize=12)
+        fig.text(0.5, -0.01, "small points: finished seeds; large markers: mean over seeds, with 95% "
+                 f"bootstrap CI error bars for {MIN_SEEDS_FOR_CI}+ seeds (none with fewer); "
                  "final = mean of the last 10% of training episodes", ha="center", va="top",
                  fontsize=8, color="0.35")
         fig.tight_layout()
@@ -240,62 +335,117 @@ def _step_grid(groups: dict[str, list[RunRecord]]) -> np.ndarray:
     return np.linspace(first, last, CURVE_POINTS) if last > first else np.array([first])
 
 
-def _band(ax: Axes, x: np.ndarray, matrix: np.ndarray, colour: str, label: str) -> None:
-    mean, low, high = bootstrap_ci_curve(matrix)
-    have = ~np.isnan(mean)
-    if not have.any():
-        return
-    if have.sum() == 1:
-        i = int(np.flatnonzero(have)[0])
-        ax.errorbar([x[i]], [mean[i]], yerr=[[mean[i] - low[i]], [high[i] - mean[i]]], fmt="o",
-                    color=colour, capsize=3, label=label)
-        return
-    ax.plot(x, mean, color=colour, linewidth=1.8, label=label, zorder=3)
-    ax.fill_between(x, low, high, where=have, color=colour, alpha=0.2, linewidth=0, zorder=2)
+def _eval_grid(groups: dict[str, list[RunRecord]]) -> np.ndarray:
+    """The evaluation steps of all runs (sorted, unique): evaluations share their steps."""
+    steps = [run.eval_column("step") for mine in groups.values() for run in mine]
+    steps = np.concatenate(steps) if steps else np.zeros(0)
+    return np.unique(steps[~np.isnan(steps)])
+
+
+def eval_matrix(mine: Sequence[RunRecord], key: str, grid: np.ndarray) -> np.ndarray:
+    """[seeds, grid points] of an eval.csv column (NaN outside a seed's evaluations, and for a
+    column the file lacks or leaves empty)."""
+    return np.array([interpolate_seed(r.eval_column("step"), r.eval_column(key), grid)
+                     for r in mine]).reshape(len(mine), grid.size)
+
 
 
 def plot_curves(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -> Path:
-    """Write `curves.png`: return and cost vs env steps, mean and 95% bootstrap band over seeds.
+    """Write `curves.png`: six panels over env steps, one colour per algorithm.
 
-    Each seed's episodes are smoothed with a centred 5-episode moving average (narrower for runs
-    of under 20 episodes, see `_window`) and interpolated
-    onto a common grid of env steps (NaN outside the seed's own range); the band at a grid point
-    is over the seeds with data there, and nothing is drawn where no seed has data.
+    Left column, training episodes (progress.csv): return and cost, each seed smoothed with a
+    centred 5-episode moving average (narrower for runs of under 20 episodes, see `_window`) and
+    interpolated onto a common step grid (NaN outside the seed's own range); then the Lagrange
+    multiplier lambda after each episode. Right column, evaluations (eval.csv): return and cost of
+    the deterministic policy without the filter (solid) and, for filtered algorithms, the deployed
+    policy with the filter (dashed, same colour); then the temperature alpha. Every panel shows
+    the mean over seeds: with 3 or more seeds a 95% bootstrap band, with fewer each seed's own
+    thin line. Both cost panels carry the budget line. Unfinished runs are drawn up to their last
+    episode and counted in the legend.
     """
     env_dir = Path(env_dir)
     runs = _runs(env_dir, runs)
     threshold, kind = env_budget(runs)
-    groups = _by_algo(runs)
-    grid = _step_grid(groups)
+    groups = _groups(runs)
+    every = {algo: chosen + others for algo, (chosen, others, _) in groups.items()}
+    grid = _step_grid(every)
+    egrid = _eval_grid(every)
     plt = _pyplot()
+    from matplotlib.lines import Line2D
     with plt.rc_context(_STYLE):
-        fig, (ax_ret, ax_cost) = plt.subplots(2, 1, figsize=(8, 6.8), sharex=True)
-        for algo, mine in groups.items():
-            colour, _ = algo_style(algo)
-            label = _seeds_label(algo, len(mine))
-            for ax, key in ((ax_ret, "return"), (ax_cost, "cost")):
-                matrix = np.array([interpolate_seed(r.column("step"),
-                                                    moving_average(r.column(key), _window(r.episodes)), grid)
-                                   for r in mine])
-                _band(ax, grid, matrix, colour, label)
-        budget_line = None
+        fig, axes = plt.subplots(3, 2, figsize=(12, 10.5), sharex=True)
+        (ax_ret, ax_eret), (ax_cost, ax_ecost), (ax_lam, ax_alpha) = axes
+        any_filtered, alphas = False, []
+        def training(mine: Sequence[RunRecord], key: str, smooth: bool = True) -> np.ndarray:
+            return np.array([interpolate_seed(r.column("step"), moving_average(r.column(key), _window(r.episodes))
+                                              if smooth else r.column(key), grid)
+                             for r in mine]).reshape(len(mine), grid.size)
+
+        for algo, (mine, others, partial) in groups.items():
+            colour, marker = algo_style(algo)
+            label = _group_label(algo, mine, others, partial)
+            for ax, key in ((ax_ret, "return"), (ax_cost, "cost"), (ax_lam, "lambda"), (ax_alpha, "alpha")):
+                smooth = key in ("return", "cost")
+                matrix = training(mine, key, smooth)
+                if draw_seeds(ax, grid, matrix, colour, label if key == "return" else None) and key == "alpha":
+                    alphas.append(matrix[~np.isnan(matrix)])
+                draw_unfinished(ax, grid, training(others, key, smooth), colour)
+            if egrid.size:
+                for ax, key in ((ax_eret, "return_mean"), (ax_ecost, "cost_mean")):
+                    draw_seeds(ax, egrid, eval_matrix(mine, key, egrid), colour, None, marker=marker)
+                    if draw_seeds(ax, egrid, eval_matrix(mine, f"filtered_{key}", egrid), colour, None,
+                                  linestyle="--", marker=marker):
+                        any_filtered = True
+                    draw_unfinished(ax, egrid, eval_matrix(others, key, egrid), colour, marker)
+        budget_lines = []
         if threshold is not None:
-            budget_line = ax_cost.axhline(threshold, label=budget_label(threshold, kind), **_BUDGET_STYLE)
+            for ax in (ax_cost, ax_ecost):
+                budget_lines.append(ax.axhline(threshold, label=budget_label(threshold, kind),
+                                               **_BUDGET_STYLE))
         if not groups:
-            _no_data(ax_ret)
-            _no_data(ax_cost)
+            for ax in axes.ravel():
+                _no_data(ax)
+        elif not egrid.size:
+            for ax in (ax_eret, ax_ecost):
+                _no_data(ax, "no evaluation recorded")
+        values = np.concatenate(alphas) if alphas else np.zeros(0)
+        if values.size and values.min() > 0 and values.max() > 10 * values.min():
+            ax_alpha.set_yscale("log")   # alpha spans decades when autotuned over a long run
         ax_ret.set_ylabel("episode return (sum of rewards)")
-        ax_ret.set_title("return")
+        ax_ret.set_title("training episodes: return")
         ax_cost.set_ylabel(f"episode cost ({_kind_text(kind)})")
-        ax_cost.set_title("cost")
-        ax_cost.set_xlabel("environment steps")
-        ax_cost.xaxis.set_major_formatter(_steps_formatter())
+        ax_cost.set_title("training episodes: cost")
+        ax_eret.set_ylabel("episode return (sum of rewards)")
+        ax_eret.set_title("evaluation (deterministic policy): return")
+        ax_ecost.set_ylabel(f"episode cost ({_kind_text(kind)})")
+        ax_ecost.set_title("evaluation (deterministic policy): cost")
+        ax_lam.set_ylabel("lambda")
+        ax_lam.set_title("Lagrange multiplier lambda (after each training episode)")
+        ax_alpha.set_ylabel("alpha")
+        ax_alpha.set_title("entropy temperature alpha (after each training episode)")
+        for ax in (ax_lam, ax_alpha):
+            ax.set_xlabel("environment steps")
+            ax.xaxis.set_major_formatter(_steps_formatter())
+            ax.tick_params(labelbottom=True)
         if groups:
-            ax_ret.legend(loc="best")   # algorithms once, on top; the cost panel names the budget
-        if budget_line is not None:
-            ax_cost.legend(handles=[budget_line], loc="best")
-        fig.suptitle(f"{env_name(env_dir, runs)}: training curves (mean and 95% bootstrap CI over seeds, "
-                     f"{SMOOTHING_EPISODES}-episode moving average)", fontsize=11)
+            ax_ret.legend(loc="best")   # algorithms once, on top; colours are the same everywhere
+        if egrid.size and groups:
+            styles = [Line2D([], [], color="0.3", linewidth=1.8, label="filter off (every algorithm)")]
+            if any_filtered:
+                styles.append(Line2D([], [], color="0.3", linewidth=1.8, linestyle="--",
+                                     label="filter on (deployed, filtered algorithms)"))
+            ax_eret.legend(handles=styles, loc="best")
+        if budget_lines:
+            ax_cost.legend(handles=budget_lines[:1], loc="best")
+            ax_ecost.legend(handles=budget_lines[1:], loc="best")
+        fig.suptitle(f"{env_name(env_dir, runs)}: training and evaluation curves", fontsize=12)
+        fig.text(0.5, -0.005, f"lines: mean over finished seeds; band: 95% bootstrap CI ({MIN_SEEDS_FOR_CI}+ seeds); "
+                 f"thin lines: individual seeds (fewer than {MIN_SEEDS_FOR_CI}); dotted: unfinished runs, "
+                 "not in the mean. Training: "
+                 f"{SMOOTHING_EPISODES}-episode moving average of the training episodes (exploration "
+                 "policy, with the filter where the algorithm has one). Evaluation: deterministic "
+                 "policy on eval_episodes episodes per point.",
+                 ha="center", va="top", fontsize=8, color="0.35", wrap=True)
         fig.tight_layout()
         return save_figure(fig, env_dir / FIGURE_FILES[1])
 
@@ -305,15 +455,15 @@ def plot_curves(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) ->
 # ----------------------------------------------------------------------------------------------
 
 def _rate_matrix(mine: Sequence[RunRecord], width: int, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """[seeds, buckets] of 1000 * key / env steps of the bucket's episodes (NaN: no episode)."""
+    """[seeds, buckets] of 1000 * key / env steps the run's episodes cover in the bucket (the
+    counters spread over their episodes' steps, see `bucket_run`); NaN where no step is covered."""
     buckets = [bucket_run(r, width) for r in mine]
     n = max((len(b["step"]) for b in buckets), default=0)
     matrix = np.full((len(buckets), n), np.nan)
     for i, b in enumerate(buckets):
-        env_steps = b["env_steps"].copy()
-        env_steps[(env_steps <= 0) & (b["episodes"] > 0)] = width  # no episode lengths: the width
+        env_steps = b["env_steps"]
         with np.errstate(invalid="ignore", divide="ignore"):
-            rate = np.where(b["episodes"] > 0, 1000.0 * b[key] / env_steps, np.nan)
+            rate = np.where(env_steps > 0, 1000.0 * b[key] / np.maximum(env_steps, 1e-12), np.nan)
         matrix[i, :len(rate)] = rate
     centres = (np.arange(n) + 0.5) * width
     return centres, matrix
@@ -322,31 +472,31 @@ def _rate_matrix(mine: Sequence[RunRecord], width: int, key: str) -> tuple[np.nd
 def plot_audit(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -> Path:
     """Write `audit.png`: rejected actions and unsafe fallbacks per 1k env steps over training.
 
-    Training is cut into the same step buckets as audit.csv; in each bucket the rate is
-    1000 * count / env steps of the bucket's episodes; mean and 95% bootstrap band over seeds.
+    Training is cut into the same step buckets as audit.csv, each episode's counters spread over
+    the steps it covered; in each bucket the rate is 1000 * count / env steps covered. The mean
+    over seeds, with a 95% bootstrap band for 3 or more seeds, else each seed's own thin line.
     If nothing was rejected, the axes carry a note instead.
     """
     env_dir = Path(env_dir)
     runs = _runs(env_dir, runs)
-    groups = _by_algo(runs)
+    groups = _groups(runs)
     width = audit_bucket_width(runs)
-    any_rejected = any(np.nansum(r.column("rejected")) > 0 for mine in groups.values() for r in mine)
+    any_rejected = any(np.nansum(r.column("rejected")) > 0
+                       for chosen, others, _ in groups.values() for r in chosen + others)
     plt = _pyplot()
     with plt.rc_context(_STYLE):
         fig, (ax_rej, ax_fb) = plt.subplots(2, 1, figsize=(8, 6.2), sharex=True)
         if any_rejected:
-            for algo, mine in groups.items():
+            for algo, (mine, others, partial) in groups.items():
                 colour, marker = algo_style(algo)
-                none = not any(np.nansum(r.column("rejected")) > 0 for r in mine)
-                label = _seeds_label(algo, len(mine)) + (" - none rejected" if none else "")
+                none = not any(np.nansum(r.column("rejected")) > 0 for r in mine + others)
+                label = _group_label(algo, mine, others, partial) + (" - none rejected" if none else "")
                 for ax, key in ((ax_rej, "rejected"), (ax_fb, "unsafe_fallbacks")):
                     centres, matrix = _rate_matrix(mine, width, key)
-                    mean, low, high = bootstrap_ci_curve(matrix)
-                    have = ~np.isnan(mean)  # buckets where no episode ended are skipped, not gaps
-                    ax.plot(centres[have], mean[have], color=colour, marker=marker, markersize=4,
-                            linewidth=1.6, label=label, zorder=3)
-                    ax.fill_between(centres[have], low[have], high[have], color=colour,
-                                    alpha=0.2, linewidth=0, zorder=2)
+                    draw_seeds(ax, centres, matrix, colour, label, marker=marker)
+                    if others:
+                        centres, matrix = _rate_matrix(others, width, key)
+                        draw_unfinished(ax, centres, matrix, colour, marker)
             ax_rej.legend(loc="best")   # colours are the same in both panels
             for ax in (ax_rej, ax_fb):  # a little room below 0, so zero lines stay visible
                 top = max(ax.get_ylim()[1], 1.0)
@@ -363,13 +513,15 @@ def plot_audit(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -> 
             ax_rej.set_ylim(0, 1)
             ax_fb.set_ylim(0, 1)
         ax_rej.set_ylabel("rejected actions\nper 1k env steps")
-        ax_rej.set_title("actions rejected by the Lyapunov filter")
+        ax_rej.set_title("actions rejected by the Lyapunov filter (training)")
         ax_fb.set_ylabel("unsafe fallbacks\nper 1k env steps")
         ax_fb.set_title("steps where no candidate passed the filter (unsafe fallback)")
-        ax_fb.set_xlabel(f"environment steps (buckets of {width:,} steps)")
+        ax_fb.set_xlabel(f"environment steps (buckets of {width:,} steps; each episode's counts "
+                         "spread over its steps)")
         ax_fb.xaxis.set_major_formatter(_steps_formatter())
-        fig.suptitle(f"{env_name(env_dir, runs)}: Lyapunov filter audit "
-                     "(mean and 95% bootstrap CI over seeds)", fontsize=11)
+        fig.suptitle(f"{env_name(env_dir, runs)}: Lyapunov filter audit (mean over finished seeds; 95% "
+                     f"bootstrap CI with {MIN_SEEDS_FOR_CI}+ seeds, else each seed; dotted: unfinished)",
+                     fontsize=11)
         fig.tight_layout()
         return save_figure(fig, env_dir / FIGURE_FILES[2])
 

@@ -1,6 +1,6 @@
 """Aggregation of a bench's runs: bootstrap CIs, summary.csv, audit.csv, report.md.
 
-`make_bench` writes a small synthetic bench (the layout of DESIGN.md section 4); test_plots.py
+`make_bench` writes a small synthetic bench (the layout of docs/outputs.md); test_plots.py
 reuses it.
 """
 
@@ -22,7 +22,9 @@ from safehpo.aggregate import (
 )
 
 PROGRESS_HEADER = "step,episode,return,cost,length,violated,lambda,alpha,rejected,leapfrog_steps,unsafe_fallbacks,sps"
-EVAL_HEADER = "step,return_mean,return_std,cost_mean,cost_std"
+EVAL_HEADER = ("step,return_mean,return_std,cost_mean,cost_std,filtered_return_mean,filtered_return_std,"
+               "filtered_cost_mean,filtered_cost_std,filtered_rejected")
+OLD_EVAL_HEADER = "step,return_mean,return_std,cost_mean,cost_std"   # eval.csv before the filtered columns
 
 
 # ----------------------------------------------------------------------------------------------
@@ -31,20 +33,24 @@ EVAL_HEADER = "step,return_mean,return_std,cost_mean,cost_std"
 
 def write_run(env_dir: Path, algo: str, seed: int, rows: list[dict] | None, *, env: str = "toy",
               steps: int = 10_000, budget: tuple[float, str] | None = (25.0, "average"),
-              status: dict | None = None, eval_rows: list[dict] | None = None) -> Path:
-    """One `<algo>/seed-<n>/` folder. rows=None: no progress.csv; [] : header only."""
+              status: dict | None = None, eval_rows: list[dict] | None = None,
+              eval_header: str = EVAL_HEADER, config: dict | None = None) -> Path:
+    """One `<algo>/seed-<n>/` folder. rows=None: no progress.csv; [] : header only. An eval row's
+    missing column is written empty (as train.py writes the filtered columns of an unfiltered
+    algorithm). config: extra config.yaml entries."""
     run_dir = env_dir / algo / f"seed-{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = {"env": env, "algo": algo, "seed": seed, "steps": steps,
-              "budget": None if budget is None else {"threshold": budget[0], "kind": budget[1]}}
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    doc = {"env": env, "algo": algo, "seed": seed, "steps": steps,
+           "budget": None if budget is None else {"threshold": budget[0], "kind": budget[1]},
+           **(config or {})}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(doc))
     if rows is not None:
         cols = PROGRESS_HEADER.split(",")
         lines = [PROGRESS_HEADER] + [",".join(str(r.get(c, 0)) for c in cols) for r in rows]
         (run_dir / "progress.csv").write_text("\n".join(lines) + "\n")
     if eval_rows is not None:
-        cols = EVAL_HEADER.split(",")
-        lines = [EVAL_HEADER] + [",".join(str(r[c]) for c in cols) for r in eval_rows]
+        cols = eval_header.split(",")
+        lines = [eval_header] + [",".join(str(r.get(c, "")) for c in cols) for r in eval_rows]
         (run_dir / "eval.csv").write_text("\n".join(lines) + "\n")
     if status is not None:
         (run_dir / "status.json").write_text(json.dumps(status))
@@ -52,8 +58,12 @@ def write_run(env_dir: Path, algo: str, seed: int, rows: list[dict] | None, *, e
 
 
 def make_bench(env_dir: Path, env: str = "toy-velocity", algos=("sac-lag", "sac-hpo"), seeds: int = 3,
-               steps: int = 20_000, budget=(25.0, "sum"), filter_algos=("sac-hpo",)) -> Path:
-    """Plausible runs: return rises, cost falls towards the budget, the filter rejects less with time."""
+               steps: int = 20_000, budget=(25.0, "sum"), filter_algos=("sac-hpo",),
+               eval_header: str = EVAL_HEADER) -> Path:
+    """Plausible runs: return rises, cost falls towards the budget, the filter rejects less with time.
+
+    eval.csv every 5000 steps on 5 episodes: the unfiltered return and cost differ per algo and
+    seed; filtered algorithms also have the filtered columns (lower return and cost)."""
     env_dir = Path(env_dir)
     for a, algo in enumerate(algos):
         for seed in range(seeds):
@@ -76,9 +86,18 @@ def make_bench(env_dir: Path, env: str = "toy-velocity", algos=("sac-lag", "sac-
                                  unsafe_fallbacks=int(rng.poisson(rejected / 40)) if rejected else 0,
                                  sps=round(float(rng.normal(120 - 50 * a, 5)), 2)))
                 episode += 1
-            evals = [dict(step=s, return_mean=1000.0, return_std=10.0, cost_mean=20.0, cost_std=1.0)
-                     for s in range(5000, steps + 1, 5000)]
+            evals = []
+            for s in range(5000, steps + 1, 5000):
+                row = dict(step=s, return_mean=round(1000.0 + 200 * a + 37 * seed + s / 100, 3),
+                           return_std=10.0, cost_mean=round(20.0 - 3 * a + 1.5 * seed - s / 5000, 4),
+                           cost_std=1.0)
+                if algo in filter_algos:
+                    row.update(filtered_return_mean=row["return_mean"] - 50 - seed,
+                               filtered_return_std=12.0, filtered_cost_mean=row["cost_mean"] - 4,
+                               filtered_cost_std=0.5, filtered_rejected=7 + seed)
+                evals.append(row)
             write_run(env_dir, algo, seed, rows, env=env, steps=steps, budget=budget, eval_rows=evals,
+                      eval_header=eval_header, config={"eval_episodes": 5},
                       status={"state": "done", "reason": None, "wall_seconds": 100.0 + seed,
                               "steps_done": steps})
     return env_dir
@@ -228,9 +247,10 @@ def test_audit_buckets_sum_to_run_totals(tmp_path):
         mine = [r for r in rows if (r["algo"], r["seed"]) == (run.algo, run.seed)]
         assert 1 <= len(mine) <= aggregate.AUDIT_BUCKETS
         assert [r["step"] for r in mine] == sorted(r["step"] for r in mine)
-        for key in ("rejected", "leapfrog_steps", "unsafe_fallbacks"):
-            assert sum(r[key] for r in mine) == int(run.column(key).sum())
+        for key in ("rejected", "leapfrog_steps", "unsafe_fallbacks"):   # spread, not lost
+            assert sum(r[key] for r in mine) == pytest.approx(run.column(key).sum())
         assert sum(r["episodes"] for r in mine) == run.episodes
+        assert sum(r["env_steps"] for r in mine) == run.steps
     assert sum(r["rejected"] for r in rows if r["algo"] == "sac-hpo") > 0
     assert sum(r["rejected"] for r in rows if r["algo"] == "sac-lag") == 0
 
@@ -274,10 +294,10 @@ def test_report_contents(tmp_path):
     assert "safehpo bench --env toy-velocity --seeds 3" in text
     assert "last 10% of training episodes" in text
     summary = summarise(tmp_path)
-    for a in aggregate.algo_table(summary):   # per-algo mean and CI in the table
-        mean, low, high = a["final_return"]
-        assert low <= mean <= high
-        assert f"{mean:.1f} [{low:.1f}, {high:.1f}]" in text
+    for a in aggregate.algo_table(summary):   # per-algo mean and CI in the table (3 seeds)
+        stat = a["final_return"]
+        assert stat.has_ci and stat.low <= stat.mean <= stat.high
+        assert f"{stat.mean:.1f} [{stat.low:.1f}, {stat.high:.1f}]" in text
 
 
 def test_aggregate_all_on_parent_folder_writes_everything_atomically(tmp_path):
@@ -302,3 +322,219 @@ def test_aggregate_does_not_import_matplotlib():
     import sys
     code = "import sys, safehpo.aggregate; assert 'matplotlib' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+# ----------------------------------------------------------------------------------------------
+# The two headline tables: safety during training, the learned policy
+# ----------------------------------------------------------------------------------------------
+
+def section(text: str, heading: str) -> str:
+    """The body of a `## heading` section of report.md (up to the next `## `)."""
+    start = text.index(f"## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end >= 0 else None]
+
+
+def table_row(body: str, algo: str) -> list[str]:
+    """The cells of the markdown table row of `algo` in a section."""
+    (line,) = [ln for ln in body.splitlines() if ln.startswith(f"| {algo} |")]
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def by_hand(run_dir: Path) -> dict:
+    """A run's headline numbers straight from its CSV files (independent of safehpo.aggregate)."""
+    progress = read_csv(run_dir / "progress.csv")
+    evals = read_csv(run_dir / "eval.csv")
+    costs = [float(r["cost"]) for r in progress]
+    last = evals[-1]
+    k = max(1, math.ceil(0.1 * len(progress)))
+    out = dict(violations=sum(int(r["violated"]) for r in progress), cost_all=sum(costs) / len(costs),
+               cost_final=sum(costs[-k:]) / k, lam=float(progress[-1]["lambda"]),
+               alpha=float(progress[-1]["alpha"]), eval_step=int(last["step"]),
+               eval_return=float(last["return_mean"]), eval_cost=float(last["cost_mean"]))
+    if last.get("filtered_return_mean"):
+        out.update(filtered_return=float(last["filtered_return_mean"]),
+                   filtered_cost=float(last["filtered_cost_mean"]),
+                   filtered_rejected=int(float(last["filtered_rejected"])))
+    return out
+
+
+def test_summary_new_columns_on_hand_made_csv(tmp_path):
+    rows = [dict(step=100 * (i + 1), episode=i, length=100, cost=[5.0, 30.0][i % 2],
+                 violated=i % 2, **{"lambda": 0.1 * i}, alpha=1.0 / (i + 1)) for i in range(10)]
+    evals = [dict(step=500, return_mean=1.0, return_std=0, cost_mean=2.0, cost_std=0,
+                  filtered_return_mean=0.5, filtered_return_std=0, filtered_cost_mean=1.0,
+                  filtered_cost_std=0, filtered_rejected=3),
+             dict(step=1000, return_mean=10.0, return_std=0, cost_mean=20.0, cost_std=0,
+                  filtered_return_mean=9.0, filtered_return_std=0, filtered_cost_mean=4.0,
+                  filtered_cost_std=0, filtered_rejected=12)]
+    write_run(tmp_path, "sac-hpo", 0, rows, eval_rows=evals, config={"eval_episodes": 4},
+              status={"state": "done", "reason": None, "wall_seconds": 1.0, "steps_done": 1000})
+    unfiltered = [dict(step=1000, return_mean=7.0, return_std=0, cost_mean=3.0, cost_std=0)]
+    write_run(tmp_path, "sac-lag", 0, rows, eval_rows=unfiltered)          # filtered fields empty
+    write_run(tmp_path, "sac-pid", 0, rows, eval_rows=unfiltered, eval_header=OLD_EVAL_HEADER)
+    written = {r["algo"]: r for r in read_csv(write_summary(tmp_path))}
+    for column in ("train_cost_mean", "final_lambda", "final_alpha", "eval_return", "eval_cost",
+                   "eval_filtered_return", "eval_filtered_cost", "eval_step", "eval_episodes"):
+        assert column in SUMMARY_COLUMNS
+    hpo = written["sac-hpo"]
+    assert float(hpo["train_cost_mean"]) == pytest.approx(17.5)      # (5 + 30) / 2
+    assert float(hpo["final_cost"]) == pytest.approx(30.0)           # the last episode
+    assert float(hpo["final_lambda"]) == pytest.approx(0.9) and float(hpo["final_alpha"]) == pytest.approx(0.1)
+    assert (hpo["eval_step"], hpo["eval_episodes"]) == ("1000", "4")  # the last evaluation
+    assert (float(hpo["eval_return"]), float(hpo["eval_cost"])) == (10.0, 20.0)
+    assert (float(hpo["eval_filtered_return"]), float(hpo["eval_filtered_cost"])) == (9.0, 4.0)
+    assert hpo["eval_filtered_rejected"] == "12"
+    for algo in ("sac-lag", "sac-pid"):   # new format with empty fields, and the old 5-column file
+        assert (written[algo]["eval_return"], written[algo]["eval_cost"]) == ("7", "3")
+        assert written[algo]["eval_filtered_return"] == written[algo]["eval_filtered_cost"] == ""
+
+
+def test_report_headline_tables_are_computed_from_the_files(tmp_path):
+    make_bench(tmp_path, seeds=3)
+    text = write_report(tmp_path).read_text()
+    safety, policy = section(text, "Safety during training"), section(text, "The learned policy")
+    assert text.index("## Safety during training") < text.index("## The learned policy")
+    assert "progress.csv" in safety and "exploration" in safety and "Lyapunov filter" in safety
+    assert "Deterministic evaluation" in policy and "N = 5 episodes per seed" in policy
+    assert "step 20,000" in policy and "Filter off" in policy and "Filter on" in policy
+    for algo in ("sac-lag", "sac-hpo"):
+        hand = [by_hand(tmp_path / algo / f"seed-{s}") for s in range(3)]
+
+        def cell(values, digits):
+            mean, low, high = bootstrap_ci(values)
+            return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+        row = table_row(safety, algo)
+        assert row[1] == "3/3 done"
+        assert row[2] == cell([h["violations"] for h in hand], 1)
+        assert row[4] == cell([h["cost_all"] for h in hand], 3)
+        assert row[5] == cell([h["cost_final"] for h in hand], 3)
+        row = table_row(policy, algo)
+        assert row[2] == cell([h["eval_return"] for h in hand], 1)
+        assert row[3] == cell([h["eval_cost"] for h in hand], 3)
+        if algo == "sac-hpo":
+            assert row[4] == cell([h["filtered_return"] for h in hand], 1)
+            assert row[5] == cell([h["filtered_cost"] for h in hand], 3)
+            assert row[6] == cell([h["filtered_rejected"] for h in hand], 1)
+        else:   # no filter: nothing in the filter-on columns
+            assert row[4:] == ["-", "-", "-"]
+        # lambda and alpha of the last training episode, per seed
+        per_seed = section(text, "Per seed: training")
+        for s, h in enumerate(hand):
+            cells = [c.strip() for c in [ln for ln in per_seed.splitlines()
+                                         if ln.startswith(f"| {algo} | {s} |")][0].strip("|").split("|")]
+            assert cells[12] == f"{h['lam']:.4g}" and cells[13] == f"{h['alpha']:.4g}"
+
+
+def test_two_seeds_show_per_seed_values_not_a_ci(tmp_path):
+    make_bench(tmp_path, seeds=2)
+    text = write_report(tmp_path).read_text()
+    safety, policy = section(text, "Safety during training"), section(text, "The learned policy")
+    for body in (safety, policy):
+        assert "confidence interval in brackets" not in body and "no confidence interval" in body
+        for algo in ("sac-lag", "sac-hpo"):
+            assert "[" not in " ".join(table_row(body, algo))
+    hand = [by_hand(tmp_path / "sac-hpo" / f"seed-{s}") for s in range(2)]
+    mean = (hand[0]["eval_return"] + hand[1]["eval_return"]) / 2
+    assert table_row(policy, "sac-hpo")[2] == \
+        f"{mean:.1f} (seeds: {hand[0]['eval_return']:.1f}, {hand[1]['eval_return']:.1f})"
+    viol = [h["violations"] for h in hand]
+    assert table_row(safety, "sac-hpo")[2] == f"{sum(viol) / 2:.1f} (seeds: {viol[0]}, {viol[1]})"
+    method = section(text, "How the numbers were computed")
+    assert "fewer than 3 seeds" in method and "no confidence interval" in method
+    # one seed: the value and '(1 seed)'
+    write_run(tmp_path / "one", "sac", 0, [dict(step=100, episode=0, length=100, cost=4.0)],
+              status={"state": "done", "reason": None, "steps_done": 100})
+    assert "4.000 (1 seed)" in table_row(section(write_report(tmp_path / "one").read_text(),
+                                                 "Safety during training"), "sac")
+
+
+def test_old_eval_csv_is_read_and_filtered_marked_not_recorded(tmp_path):
+    make_bench(tmp_path, seeds=2, eval_header=OLD_EVAL_HEADER)
+    text = write_report(tmp_path).read_text()
+    policy = section(text, "The learned policy")
+    hand = [by_hand(tmp_path / "sac-hpo" / f"seed-{s}") for s in range(2)]
+    assert table_row(policy, "sac-hpo")[2].startswith(f"{(hand[0]['eval_return'] + hand[1]['eval_return']) / 2:.1f}")
+    assert table_row(policy, "sac-hpo")[4:] == ["n/r", "n/r", "n/r"]
+    assert "n/r: not recorded" in policy
+
+
+def test_unfinished_runs_are_not_averaged(tmp_path):
+    make_bench(tmp_path, seeds=3)
+    # a fourth seed still running, with absurd numbers that would move any mean it entered
+    write_run(tmp_path, "sac-hpo", 3, [dict(step=1000 * (i + 1), episode=i, length=1000, cost=900.0,
+                                            violated=1, **{"return": -9999.0}) for i in range(4)],
+              steps=20_000, budget=(25.0, "sum"),
+              eval_rows=[dict(step=2000, return_mean=-9999.0, return_std=0, cost_mean=900.0, cost_std=0)],
+              status={"state": "running", "reason": None, "steps_done": 4100})
+    # an algorithm none of whose runs finished
+    write_run(tmp_path, "sac-pid", 0, [dict(step=500, episode=0, length=500, cost=12.0, **{"return": 3.0})],
+              steps=20_000, status={"state": "interrupted", "reason": "stopped", "steps_done": 600})
+    summary = summarise(tmp_path)
+    table = {a["algo"]: a for a in aggregate.algo_table(summary)}
+    hpo = table["sac-hpo"]
+    assert (hpo["seeds"], hpo["done"], hpo["usable"], hpo["partial"]) == (4, 3, 3, False)
+    done = [r for r in summarise(tmp_path) if r["algo"] == "sac-hpo" and r["status"] == "done"]
+    assert sorted(hpo["train_cost_mean"].values) == sorted(r["train_cost_mean"] for r in done)
+    assert sorted(hpo["eval_return"].values) == sorted(r["eval_return"] for r in done)
+    assert table["sac-pid"]["partial"] and table["sac-pid"]["usable"] == 1
+
+    text = write_report(tmp_path).read_text()
+    assert "Runs: 6 of 8 finished." in text
+    assert "sac-hpo seed 3 (running, 4000 of 20000 steps)" in text
+    safety = section(text, "Safety during training")
+    row = table_row(safety, "sac-hpo")
+    assert row[1] == "3/4 done (1 running)"
+    assert "9999" not in " ".join(row) and "900" not in row[4]
+    assert table_row(safety, "sac-pid")[1] == "0/1 done (1 interrupted) †"
+    assert "† No finished run" in safety
+    per_seed = section(text, "Per seed: training")
+    (line,) = [ln for ln in per_seed.splitlines() if ln.startswith("| sac-hpo | 3 |")]
+    assert "**running** (unfinished)" in line and "4000 of 20000" in line
+
+
+def test_custom_spec_is_titled_by_its_id(tmp_path):
+    spec_path = "/home/someone/specs/my-cheetah.yaml"
+    config = {"spec": {"id": "cheetah-custom", "path": spec_path,
+                       "budget": {"threshold": 5.0, "kind": "sum"}}}
+    write_run(tmp_path, "sac-hpo", 0, [dict(step=100, episode=0, length=100, cost=1.0)],
+              env=spec_path, budget=None, config=config,
+              status={"state": "done", "reason": None, "steps_done": 100})
+    assert aggregate.env_name(tmp_path) == "cheetah-custom"
+    text = write_report(tmp_path).read_text()
+    assert text.startswith("# cheetah-custom\n")
+    assert spec_path not in text.splitlines()[0]
+    assert format_audit(tmp_path).startswith("cheetah-custom (budget 5 (sum per episode))")
+    # without a spec entry, a path's file name (not the path)
+    write_run(tmp_path / "old", "sac", 0, [dict(step=100, episode=0, length=100)], env=spec_path)
+    assert aggregate.env_name(tmp_path / "old") == "my-cheetah"
+
+
+# ----------------------------------------------------------------------------------------------
+# The audit spreads each episode over the steps it covered
+# ----------------------------------------------------------------------------------------------
+
+def test_audit_spreads_an_episode_over_its_steps(tmp_path):
+    # 4000 planned steps -> buckets of 200. Episode 0 covers (0, 1000]: its 500 rejections are
+    # 100 per bucket, not 500 in the bucket ending at 1000. Episode 1 covers (1000, 1300].
+    rows = [dict(step=1000, episode=0, length=1000, rejected=500, leapfrog_steps=1000, unsafe_fallbacks=10),
+            dict(step=1300, episode=1, length=300, rejected=30, leapfrog_steps=0, unsafe_fallbacks=1)]
+    write_run(tmp_path, "sac-hpo", 0, rows, steps=4000)
+    table = audit_table(tmp_path)
+    assert [r["step"] for r in table] == [200, 400, 600, 800, 1000, 1200, 1400]
+    assert [r["rejected"] for r in table] == pytest.approx([100, 100, 100, 100, 100, 20, 10])
+    assert [r["leapfrog_steps"] for r in table][:5] == pytest.approx([200] * 5)
+    assert [r["unsafe_fallbacks"] for r in table] == pytest.approx([2, 2, 2, 2, 2, 2 / 3, 1 / 3])
+    assert [r["env_steps"] for r in table] == [200, 200, 200, 200, 200, 200, 100]
+    assert [r["episodes"] for r in table] == [0, 0, 0, 0, 1, 0, 1]      # where episodes ended
+    assert [r["rejected_per_1k_steps"] for r in table] == pytest.approx([500] * 5 + [100, 100])
+    written = read_csv(write_audit(tmp_path))
+    assert [r["unsafe_fallbacks"] for r in written][-2:] == ["0.667", "0.333"]   # 3 decimals
+    assert [r["rejected"] for r in written][:2] == ["100", "100"]
+
+
+def test_audit_spread_without_lengths_uses_the_previous_end(tmp_path):
+    rows = [dict(step=400, episode=0, length="", rejected=4), dict(step=800, episode=1, length="", rejected=8)]
+    write_run(tmp_path, "sac-hpo", 0, rows, steps=800)   # buckets of 40
+    table = audit_table(tmp_path)
+    assert [r["rejected"] for r in table] == pytest.approx([0.4] * 10 + [0.8] * 10)
