@@ -9,7 +9,7 @@ a virtual environment with stable-baselines3 (benchmarks/README.md), `sb3_compar
 (DIR/sb3.json). It prints a Markdown table of the medians over the rounds and the two goal
 ratios of those medians (sac-lag / SB3 SAC, goal >= 1.5; sac-hpo K = 3 / sac-lag per env, goal
 >= 0.5, also per round). `--summarize DIR` only prints that summary of files already there (for
-example results/speed/rounds-session6). Do not run anything else on the machine meanwhile.
+example results/speed/rounds). Do not run anything else on the machine meanwhile.
 """
 
 from __future__ import annotations

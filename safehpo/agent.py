@@ -101,10 +101,12 @@ class Agent:
     def __init__(self, cfg: Config, obs_dim: int, act_low: np.ndarray, act_high: np.ndarray,
                  constrained: bool, budget: float = 0.0, budget_discounted: float = 0.0,
                  device: torch.device | str = "cpu", cost_unit: float = 1.0, cost_offset: float = 0.0,
-                 filter_budget: float | None = None):
+                 filter_budget: float | None = None, cost_rate: bool = False):
         """cost_unit, cost_offset: the cost critic learns (c - cost_offset) / cost_unit * cost_scale
         (cmdp.lagrangian_cost_units); filter_budget: the budget of the Lyapunov filter in the units of
-        a discounted sum of c - cost_offset (budget_discounted when there is no offset)."""
+        a discounted sum of c - cost_offset (budget_discounted when there is no offset); cost_rate:
+        the budget bounds a rate (an average budget in relative units), so the cost critic bootstraps
+        through termination (docs/multiplier.md)."""
         self.cfg, self.algo = cfg, ALGOS[cfg.algo]
         self.device = torch.device(device)
         self.obs_dim, self.act_dim = obs_dim, len(act_low)
@@ -112,10 +114,8 @@ class Agent:
         self.uses_cost = constrained and self.algo.multiplier != "none"
         self.filter_on = constrained and self.algo.filter
         self.budget_discounted = budget_discounted
-        self.cost_unit, self.cost_offset = cost_unit, cost_offset
+        self.cost_unit, self.cost_offset, self.cost_rate = cost_unit, cost_offset, cost_rate
         self.filter_budget = budget_discounted if filter_budget is None else filter_budget
-        # the actor's Q_lambda divided by 1 + lambda: lambda_units=relative, and the Adam rule (as in OmniSafe)
-        self.normalized = cfg.lambda_units == "relative" or cfg.lagrange == "adam"
         low = torch.as_tensor(act_low, dtype=torch.float32)
         high = torch.as_tensor(act_high, dtype=torch.float32)
         self.act_low, self.act_high = act_low.astype(np.float32), act_high.astype(np.float32)
@@ -141,6 +141,10 @@ class Agent:
 
         kind = {"none": "none", "lagrange": cfg.lagrange, "pid": "pid"}[self.algo.multiplier]
         self.multiplier = make_multiplier(kind if self.uses_cost else "none", budget, cfg)
+        # relative units: Q_lambda (the actor's objective and the chain's potential) divided by 1 + lambda;
+        # paper units with the Adam rule: the whole actor objective divided by 1 + lambda, as OmniSafe does
+        self.normalized = cfg.lambda_units == "relative"
+        self.adam_divides = not self.normalized and isinstance(self.multiplier, AdamLagrangian)
         self.audit = FilterAudit()
         self.eps_l = 0.0
         self.health = torch.zeros((), device=self.device)   # sum of losses; NaN/inf shows here
@@ -160,10 +164,12 @@ class Agent:
         constrained = spec.constrained
         if not constrained:
             return cls(cfg, int(np.prod(env.observation_space.shape)), low, high, False, device=device)
-        unit, offset = lagrangian_cost_units(spec, cfg.gamma, cfg.lambda_units == "relative")
+        relative = cfg.lambda_units == "relative"
+        unit, offset = lagrangian_cost_units(spec, cfg.gamma, relative)
         d0 = discounted_budget(spec, cfg.gamma)
         return cls(cfg, int(np.prod(env.observation_space.shape)), low, high, True, spec.budget.threshold, d0,
-                   device, unit, offset, d0 - offset * discount_horizon(cfg.gamma, spec.max_episode_steps))
+                   device, unit, offset, d0 - offset * discount_horizon(cfg.gamma, spec.max_episode_steps),
+                   cost_rate=relative and spec.budget.kind == "average")
 
     def to(self, device: torch.device) -> "Agent":
         for net in (self.actor, self.critics, self.critics_target, self.actor_prev, self.gated):
@@ -213,7 +219,7 @@ class Agent:
             v = torch.minimum(q1, q2)
             if with_cost:
                 v = v - c_cost * q[2]
-                coef.append(torch.ones_like(q1) * -c_cost)  # inf, not an error, for an overflowing lambda
+                coef.append(torch.ones_like(q1) * -c_cost)
                 if self.normalized:
                     v = v / (1.0 + lam)
                     coef = [c / (1.0 + lam) for c in coef]
@@ -303,9 +309,13 @@ class Agent:
         The chain runs on the target critics' potential, whose Q_C also judges every candidate."""
         start = self._filter_start_mean if deterministic else self._filter_start
         u, rho, kick_u, qc_ref = self._run(start, s, alpha, lam)
+        std = self.cfg.momentum_std_explore if self.algo.momentum else 0.0
 
         def advance(c):
-            u_, rho_, kick_, qc_ = self._run(self._filter_step, s, c[0], c[1], c[2], alpha, lam)
+            rho = c[1]
+            if c[3] is not None and std > 0:  # a rejected candidate: fresh momentum noise first
+                rho = rho + std * torch.randn_like(rho)
+            u_, rho_, kick_, qc_ = self._run(self._filter_step, s, c[0], rho, c[2], alpha, lam)
             return u_, rho_, kick_, self.to_spec_units(float(qc_))
 
         chosen = filter_action((u, rho, kick_u, None), advance, lambda c: c[3],
@@ -332,12 +342,10 @@ class Agent:
     def _filter_step(self, s: torch.Tensor, u: torch.Tensor, rho: torch.Tensor, kick_u: torch.Tensor, alpha,
                      lam: float):
         """The filter's next candidate (Algorithm 3): one leapfrog step on the target critics'
-        potential from (u, rho), kick_u the kick at u, then fresh momentum noise. Returns u', rho',
-        the kick at u' and Q_C(s, squash u') in learning units (tensors only, as `_explore`)."""
+        potential from (u, rho), kick_u the kick at u. Returns u', rho', the kick at u' and
+        Q_C(s, squash u') in learning units (tensors only, as `_explore`)."""
         kick, _ = self._kick(self.algo.explore, s, self.critics_target, alpha, lam)
         u, rho, kick_u = leapfrog(u, rho, kick_u, kick, self.cfg.leapfrog_eps)
-        std = self.cfg.momentum_std_explore if self.algo.momentum else 0.0
-        rho = rho + std * torch.randn_like(rho)
         return u, rho, kick_u, self.target_cost(s, self.actor.squash(u))
 
     def _refined_mean(self, s: torch.Tensor, alpha, lam: float) -> torch.Tensor:
@@ -398,7 +406,7 @@ class Agent:
                 c = (cost - self.cost_offset) * (cfg.cost_scale / self.cost_unit)
                 # an average budget bounds a rate: ending the episode does not end the cost stream
                 # (docs/multiplier.md), so the cost critic bootstraps through termination
-                cost_next = q_next[2] if self.cost_offset else not_done * q_next[2]
+                cost_next = q_next[2] if self.cost_rate else not_done * q_next[2]
                 targets.append(c + cfg.gamma * cost_next)
             y = torch.stack(targets)
         return 0.5 * (self.critics(obs, act) - y).pow(2).mean(-1).sum()
@@ -411,6 +419,8 @@ class Agent:
         else:
             q_lam = self.q_lambda(self.critics, obs, a, lam)
         objective = q_lam - alpha * logp
+        if self.adam_divides:
+            objective = objective / (1.0 + lam)
         return -objective.mean(), logp.detach().mean()
 
     def _run(self, fn, *args):

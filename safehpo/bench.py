@@ -680,7 +680,7 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def run_grid(suite: Suite, out: Path | str = "results", workers: int | None = None, backend: str = "local",
+def run_grid(suite: Suite, out: Path | str = "runs", workers: int | None = None, backend: str = "local",
              address: str | None = None, progress: bool = True, command: str | None = None,
              aggregate: bool = True) -> GridResult:
     """Run every unfinished run of the suite's grid into OUT/<env>/<algo>/seed-<n>/, then aggregate.

@@ -76,8 +76,9 @@ class PIDLagrangian(GradientAscent):
         self.recent.append(float(episode_cost))
         delta = self.violation()
         self.integral = max(0.0, self.integral + weight * delta)
-        derivative = 0.0 if self.previous is None else delta - self.previous
-        self.previous = delta
+        signal = delta if self.relative else self.measured()  # paper: J - J_prev, as the papers write it
+        derivative = 0.0 if self.previous is None else signal - self.previous
+        self.previous = signal
         self.value = max(0.0, self.kp * delta + self.ki * self.integral + self.kd * derivative)
         return self.value
 
@@ -105,7 +106,10 @@ class AdamLagrangian(GradientAscent):
         return self.value
 
     def step(self) -> float:
-        """Called once per gradient update (J_C is the windowed episode measure)."""
+        """Called once per gradient update (J_C is the windowed episode measure); no step before
+        the first episode that counts (an empty window is no measurement)."""
+        if not self.recent:
+            return self.value
         self.optimizer.zero_grad(set_to_none=True)
         loss = -self.param * self.violation()
         loss.backward()

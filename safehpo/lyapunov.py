@@ -49,9 +49,8 @@ def filter_action(start: Candidate, advance: Callable[[Candidate], Candidate],
     """Algorithm 3: from the chain's start (a_0, rho_0), up to k_max leapfrog steps, each followed
     by the test of eq. 14; the first candidate that passes is returned.
 
-    advance(c) -> the candidate one leapfrog step after c, its momentum already refreshed with
-    N(0, 1/beta0) noise for the step after it (the noise that follows a failed test; an accepted
-    candidate's momentum is never used). cost_of(c) -> Q_C(s, a(c)). The start itself is not
+    advance(c) -> the candidate one leapfrog step after c; from a tested (so rejected) candidate it
+    first adds fresh momentum noise N(0, 1/beta0). cost_of(c) -> Q_C(s, a(c)). The start itself is not
     tested. On an unsafe fallback (no candidate passed) the candidate with the lowest Q_C is
     returned (the paper returns the last one).
     """

@@ -631,7 +631,9 @@ def load_run(run_dir: Path | str, where: str = "run") -> tuple[Any, Any, Any]:
         raise ConfigError(f"{config_path}: unreadable YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{config_path}: expected a mapping of hyperparameters")
+    from .train import LEGACY_DEFAULTS
     known = Config().to_dict()
+    doc = {**LEGACY_DEFAULTS, **doc}  # a run saved before a hyperparameter existed ran with its old value
     cfg = apply_overrides(Config(), {k: v for k, v in doc.items() if k in known}, where=str(config_path))
     check_algo(cfg.algo, str(config_path))
     if not ckpt_path.is_file():

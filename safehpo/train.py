@@ -38,6 +38,8 @@ EVAL_COLUMNS = ["step", "return_mean", "return_std", "cost_mean", "cost_std",
 TIMING_COLUMNS = {"sps"}
 RESUMABLE_CHANGES = {"steps", "device", "threads", "compile"}  # what a resumed run may change
 CHECKPOINT_FORMAT = 2  # 2: one optimiser for the policy and the temperature (1: a separate alpha_opt)
+# hyperparameters added since, with the value that runs saved without them had
+LEGACY_DEFAULTS = {"lambda_units": "paper"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -178,8 +180,14 @@ def evaluation_row(agent: Agent, env, spec: EnvSpec, gamma: float, episodes: int
     episode starts with it."""
     row = evaluate(agent, env, spec, gamma, episodes, seed)
     if agent.filter_on:
+        # the filter's momentum noise from a generator of the evaluation's own seed: training's random
+        # stream does not depend on when or how long it evaluates
         eps_l = agent.eps_l  # the training episode's, restored after
-        row.update({f"filtered_{k}": v for k, v in evaluate(agent, env, spec, gamma, episodes, seed, True).items()})
+        devices = [agent.device] if agent.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            filtered = evaluate(agent, env, spec, gamma, episodes, seed, True)
+        row.update({f"filtered_{k}": v for k, v in filtered.items()})
         agent.eps_l = eps_l
     return {**{c: "" for c in EVAL_COLUMNS if c != "step"}, **row}
 
@@ -221,7 +229,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
         if state["step"] > cfg.steps:
             raise ConfigError(f"--steps {cfg.steps}: '{out}' holds a run of {state['step']} steps already "
                               f"(give --steps >= {state['step']}, or another --out)")
-        saved, asked = state["config"], cfg.to_dict()
+        saved, asked = {**LEGACY_DEFAULTS, **state["config"]}, cfg.to_dict()
         changed = [k for k in asked if k not in RESUMABLE_CHANGES and saved.get(k) != asked[k]]
         if changed:
             k = changed[0]

@@ -126,14 +126,14 @@ def test_temperature_stays_without_autotune():
     assert not torch.equal(agent.actor.head.weight.detach(), actor_before)  # the policy did step
 
 
-@pytest.mark.parametrize("offset", [0.0, 2.0])
-def test_cost_critic_target_in_lagrangian_units(offset):
-    """The cost critic learns (c - offset) / unit (times cost_scale); with an offset (an average
-    budget) it bootstraps through termination, without one a terminal transition ends the sum."""
+@pytest.mark.parametrize("offset, rate", [(0.0, False), (2.0, True), (0.0, True)])
+def test_cost_critic_target_in_lagrangian_units(offset, rate):
+    """The cost critic learns (c - offset) / unit (times cost_scale); for a rate (an average budget)
+    it bootstraps through termination, otherwise a terminal transition ends the sum."""
     torch.manual_seed(0)
     cfg = Config(algo="sac-lag", hidden=16, actor_hidden=16, cost_scale=0.5)
     agent = Agent(cfg, 3, -np.ones(2, np.float32), np.ones(2, np.float32), constrained=True, budget=2.0,
-                  budget_discounted=1.0, cost_unit=4.0, cost_offset=offset)
+                  budget_discounted=1.0, cost_unit=4.0, cost_offset=offset, cost_rate=rate)
     b = random_batch(8, 3, 2)
     b["done"] = torch.tensor([1.0, 0.0] * 4)
     alpha = torch.tensor(0.5)
@@ -145,7 +145,18 @@ def test_cost_critic_target_in_lagrangian_units(offset):
         qn = agent.critics_target(b["next_obs"], next_a)
         q = agent.critics(b["obs"], b["act"])
     y_reward = b["rew"] + cfg.gamma * (1 - b["done"]) * (torch.minimum(qn[0], qn[1]) - alpha * next_logp)
-    cont = torch.ones(8) if offset else 1 - b["done"]
+    cont = torch.ones(8) if rate else 1 - b["done"]
     y_cost = (b["cost"] - offset) * (0.5 / 4.0) + cfg.gamma * cont * qn[2]
     expected = sum(0.5 * (q[i] - y).pow(2).mean() for i, y in ((0, y_reward), (1, y_reward), (2, y_cost)))
     torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("algo, units, lagrange, normalized, adam_divides", [
+    ("sac-lag", "relative", "paper", True, False),
+    ("sac-lag", "paper", "paper", False, False),
+    ("sac-lag", "paper", "adam", False, True),
+    ("sac-pid", "paper", "adam", False, False),   # sac-pid's multiplier is PID whatever `lagrange` says
+])
+def test_which_objective_is_divided_by_one_plus_lambda(algo, units, lagrange, normalized, adam_divides):
+    agent = small_agent(algo, lambda_units=units, lagrange=lagrange)
+    assert (agent.normalized, agent.adam_divides) == (normalized, adam_divides)

@@ -154,6 +154,7 @@ def local_grid(tmp_path_factory):
     return suite, out, result
 
 
+@pytest.mark.slow
 def test_grid_writes_every_run_and_the_report(local_grid):
     suite, out, result = local_grid
     assert result.exit_code == 0 and not result.failed and not result.skipped
@@ -172,6 +173,7 @@ def test_grid_writes_every_run_and_the_report(local_grid):
     assert [r.config for r in expand(again, out)] == [r.config for r in result.runs]
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_runs(local_grid, capsys):
     suite, out, first = local_grid
     run_dir = out / "cheetah-speed-short" / "sac-lag" / "seed-0"
@@ -184,6 +186,7 @@ def test_rerun_skips_finished_runs(local_grid, capsys):
     assert "2 already done, 0 to run" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_other_hyperparameters_on_existing_runs_stop_before_any_run(local_grid, capsys):
     suite, out, _ = local_grid
     before = layout(out)
@@ -192,6 +195,7 @@ def test_other_hyperparameters_on_existing_runs_stop_before_any_run(local_grid, 
     assert layout(out) == before
 
 
+@pytest.mark.slow
 def test_more_steps_resume_finished_runs(local_grid, tmp_path, capsys):
     suite, out, _ = local_grid
     shutil.copytree(out, tmp_path / "out")
@@ -204,6 +208,7 @@ def test_more_steps_resume_finished_runs(local_grid, tmp_path, capsys):
     assert any("400/400" in line and "runs: 1 done, 0 running, 0 queued, 0 failed" in line for line in bar)
 
 
+@pytest.mark.slow
 def test_a_diverged_run_is_recorded_and_the_others_finish(torque_spec, tmp_path, capsys):
     """lambda_lr = 1e300 drives the multiplier to infinity on a budget no policy meets: sac-lag's
     losses become NaN, while sac (no multiplier) trains on."""
@@ -235,6 +240,7 @@ def test_any_exception_of_a_run_is_recorded_not_raised(speed_spec, tmp_path):
     assert outcome["reason"] == status["reason"] and "\n" not in status["reason"] and "Error" in status["reason"]
 
 
+@pytest.mark.slow
 def test_a_crashed_worker_is_recorded_as_failed(tmp_path):
     run = bench.Run("e", "sac", 0, Config(), tmp_path)
     (tmp_path / "status.json").write_text(json.dumps({"state": "running", "reason": None, "steps_done": 100,
@@ -245,6 +251,7 @@ def test_a_crashed_worker_is_recorded_as_failed(tmp_path):
     assert status["state"] == "failed" and "SIGKILL" in status["reason"] and status["steps_done"] == 100
 
 
+@pytest.mark.slow
 def test_a_run_folder_in_use_is_not_touched(speed_spec, tmp_path):
     """A second bench on the same folders must not train (or mark) a run another process trains."""
     cfg = apply_overrides(Config(env=speed_spec, algo="sac-lag", steps=100), TINY)
@@ -281,6 +288,7 @@ def _wait_for_rows(path, n, proc, timeout=90):
     raise AssertionError(f"{path} never had {n} rows (bench exit code {proc.poll()})")
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_sigkill_then_rerun_loses_and_repeats_nothing(speed_spec, tmp_path):
     """Ctrl-C: exit 130, the run says interrupted. SIGKILL of the bench (workers die with it).
     Then the same command finishes the grid: every episode once, as in an uninterrupted run."""
@@ -314,6 +322,7 @@ def test_ctrl_c_then_sigkill_then_rerun_loses_and_repeats_nothing(speed_spec, tm
 
 
 # ---- Ray --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_ray_backend_gives_the_same_files_and_numbers(local_grid, tmp_path):
     pytest.importorskip("ray")
     suite, local_out, _ = local_grid

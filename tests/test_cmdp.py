@@ -25,7 +25,7 @@ from safehpo.config import ConfigError
 
 SHIPPED = {
     "ant", "ant-torque", "ant-velocity", "halfcheetah", "halfcheetah-speed", "halfcheetah-velocity",
-    "hopper", "hopper-velocity", "humanoid", "humanoid-velocity", "inverted-pendulum-torque", "swimmer-velocity", "walker2d",
+    "hopper", "hopper-velocity", "humanoid", "humanoid-velocity", "pendulum", "swimmer-velocity", "walker2d",
     "walker2d-velocity",
 }
 

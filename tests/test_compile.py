@@ -8,6 +8,8 @@ from conftest import random_batch
 from safehpo.agent import COMPILE_MIN_UPDATES, Agent, compiles
 from safehpo.config import Config, ConfigError, apply_overrides
 
+pytestmark = pytest.mark.slow  # every test here compiles (tens of seconds cold)
+
 
 def hpo_agent(compile_mode, **changes):
     torch.manual_seed(0)

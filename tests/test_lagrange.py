@@ -71,3 +71,10 @@ def test_pid_on_relative_violation_integrates_weighted_steps():
     m = PIDLagrangian(budget=10.0, kp=0.5, ki=0.1, kd=0.2, window=1, relative=True)
     assert m.episode_end(14.0, weight=0.5) == pytest.approx(0.5 * 0.4 + 0.1 * 0.2)   # I = 0.5 * 0.4
     assert m.episode_end(30.0) == pytest.approx(0.5 * 1.0 + 0.1 * 1.2 + 0.2 * 0.6)   # clipped to 1
+
+
+def test_adam_takes_no_step_before_the_first_episode_that_counts():
+    m = AdamLagrangian(budget=10.0, lr=0.1, init=1.0)
+    assert m.step() == 1.0                       # nothing measured yet: no made-up J_C = 0
+    m.episode_end(30.0)
+    assert m.step() > 1.0

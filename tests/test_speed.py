@@ -12,6 +12,7 @@ REQUIRED = {"machine", "torch", "threads", "device", "steps", "results"}
 RESULT_KEYS = {"algo", "env", "k", "steps_per_s", "ms_per_update", "ms_per_step"}
 
 
+@pytest.mark.slow
 def test_speed_writes_one_positive_result_per_algo_env_k(tmp_path, capsys, monkeypatch, recompile_limit):
     import torch._dynamo
     recompile_limit(2)  # room for one configuration's graphs

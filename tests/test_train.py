@@ -64,6 +64,7 @@ def test_lambda_rises_while_the_budget_is_exceeded(torque_spec, tmp_path):
     assert lambdas[0] > 0 and all(b > a for a, b in zip(lambdas, lambdas[1:]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo, compile_mode", [("sac-lag", "never"), ("sac-hpo", "always")])
 def test_sigkill_then_resume_equals_an_uninterrupted_run(speed_spec, tmp_path, capfd, algo, compile_mode):
     """Also through torch.compile: the resumed process compiles afresh, at the checkpoint's lambda."""
@@ -212,3 +213,35 @@ def test_an_episode_with_a_warm_up_step_never_moves_lambda(torque_spec, tmp_path
     lam = {int(r["step"]): float(r["lambda"]) for r in rows(out / "progress.csv")}
     assert lam[50] == lam[100] == lam[150] == 0.0
     assert 0.0 < lam[200] < lam[250] < lam[300]
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does_and_it_resumes(speed_spec, tmp_path):
+    """kill, timeout, Slurm and docker stop send SIGTERM: the run records 'interrupted' with its
+    steps, exits 130 with one line, and the same command with --resume finishes it."""
+    out = tmp_path / "run"
+    args = ["train", "--env", speed_spec, "--algo", "sac-lag", "--steps", "5000", "--quiet", "--out", str(out)]
+    args += [x for s in TINY + ["checkpoint_interval=100"] for x in ("--set", s)]
+    proc = subprocess.Popen([sys.executable, "-m", "safehpo.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1].startswith("safehpo: interrupted")
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "interrupted" and 0 < status["steps_done"] < 5000
+    assert main([*args[:6], "600", *args[7:], "--resume"]) == 0
+    assert json.loads((out / "status.json").read_text())["state"] == "done"
+
+
+def test_the_filtered_evaluation_leaves_the_training_stream_alone(torque_spec, tmp_path):
+    """sac-hpo's filtered evaluation draws momentum noise from its own seed: training episodes do
+    not depend on how many evaluation episodes run."""
+    one = train(tiny_cfg(torque_spec, algo="sac-hpo", steps=400, extra=["compile=never"]), tmp_path / "a",
+                progress=False).out
+    two = train(tiny_cfg(torque_spec, algo="sac-hpo", steps=400, extra=["compile=never", "eval_episodes=2"]),
+                tmp_path / "b", progress=False).out
+    assert without_timing(rows(one / "progress.csv")) == without_timing(rows(two / "progress.csv"))
+    assert all(r["filtered_return_mean"] != "" for r in rows(two / "eval.csv"))
