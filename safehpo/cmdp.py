@@ -417,7 +417,7 @@ def load_spec(name_or_path: str) -> EnvSpec:
     if name_or_path.startswith("safety:"):
         return _safety_spec(name_or_path)
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+    if path.suffix in (".yaml", ".yml") or len(path.parts) > 1 or path.is_dir():
         return _read_spec(path)
     shipped = data_dir("envs") / f"{name_or_path}.yaml"
     if not shipped.is_file():

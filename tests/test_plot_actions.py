@@ -142,6 +142,8 @@ def test_q_grid_is_the_agents_q_lambda(hpo_run):
     s = torch.as_tensor(obs).unsqueeze(0)
     with torch.no_grad():
         q1, q2, qc = agent.critics(s, torch.as_tensor(a).unsqueeze(0))[:, 0]
-    expected = float(torch.minimum(q1, q2) - 0.7 / cfg.cost_scale * qc)
+    # relative units (the default): Q_C in budget units, Q_lambda divided by 1 + lambda
+    assert cfg.lambda_units == "relative"
+    expected = float((torch.minimum(q1, q2) - 0.7 / cfg.cost_scale * qc) / 1.7)
     assert q[2, 3] == pytest.approx(expected, rel=1e-5, abs=1e-6)
     assert (x[0], x[-1], y[0], y[-1]) == (-1.0, 1.0, -1.0, 1.0)

@@ -12,7 +12,7 @@ import torch
 
 from conftest import TINY
 from safehpo.cli import main
-from safehpo.config import Config, apply_overrides
+from safehpo.config import Config, ConfigError, apply_overrides
 from safehpo.train import PROGRESS_COLUMNS, TIMING_COLUMNS, train
 
 
@@ -160,6 +160,10 @@ def run_cli(*args, cwd=None):
     (["train", "--env", "halfcheetah-speed", "--algo", "no-such-algo"], "no-such-algo"),
     (["train", "--env", "halfcheetah-speed", "--algo", "sac-lag", "--set", "gamma=2"], "gamma"),
     (["train", "--env", "halfcheetah-speed", "--algo", "sac-lag", "--set", "stepz=2"], "stepz"),
+    (["train", "--env", "halfcheetah-speed", "--algo", "sac-lag", "--set", "env=ant-torque"], "use --env"),
+    (["train", "--env", "halfcheetah-speed", "--algo", "sac-lag", "--set", "seed=3"], "use --seed"),
+    (["train", "--env", "halfcheetah-speed", "--algo", "sac-lag", "--steps", "3000"], "never update"),
+    (["train", "--env", "envs", "--algo", "sac-lag"], "is a folder"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
     proc = run_cli(*args, "--out", str(tmp_path / "x"))
@@ -245,3 +249,22 @@ def test_the_filtered_evaluation_leaves_the_training_stream_alone(torque_spec, t
                 tmp_path / "b", progress=False).out
     assert without_timing(rows(one / "progress.csv")) == without_timing(rows(two / "progress.csv"))
     assert all(r["filtered_return_mean"] != "" for r in rows(two / "eval.csv"))
+
+
+def test_resume_with_fewer_steps_than_done_is_one_line(speed_spec, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_cfg(speed_spec, steps=300), out, progress=False)
+    with pytest.raises(ConfigError, match="holds a run of 300 steps already"):
+        train(tiny_cfg(speed_spec, steps=200), out, resume=True, progress=False)
+    assert len(rows(out / "progress.csv")) == 6  # untouched
+
+
+def test_output_files_take_the_umask_mode(speed_spec, tmp_path):
+    import os
+    old = os.umask(0o022)
+    try:
+        out = train(tiny_cfg(speed_spec, steps=150), tmp_path / "run", progress=False).out
+    finally:
+        os.umask(old)
+    for name in ("config.yaml", "progress.csv", "eval.csv", "status.json", "checkpoint.pt"):
+        assert (out / name).stat().st_mode & 0o777 == 0o644, name
