@@ -309,6 +309,9 @@ class Agent:
         The chain runs on the target critics' potential, whose Q_C also judges every candidate."""
         start = self._filter_start_mean if deterministic else self._filter_start
         u, rho, kick_u, qc_ref = self._run(start, s, alpha, lam)
+        # the start's tensors may be views of the actor's output (strides of [1, 2 |A|]), and
+        # `_filter_step` is compiled for the strides of its own outputs: a view would compile a second graph
+        u, rho, kick_u = (x.clone(memory_format=torch.contiguous_format) for x in (u, rho, kick_u))
         std = self.cfg.momentum_std_explore if self.algo.momentum else 0.0
 
         def advance(c):
