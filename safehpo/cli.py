@@ -41,7 +41,10 @@ def cmd_envs(args) -> int:
         params = ", ".join(f"{k}={v}" for k, v in s.cost.params.items())
         cost = s.cost.kind + (f" ({params})" if params else "")
         budget = f"{s.budget.kind} <= {s.budget.threshold:g}" if s.budget else "-"
-        rows.append((s.id, s.base, cost, budget, (s.source or "")[:60]))
+        source = " ".join((s.source or "").split())
+        if len(source) > 60:  # cut at a word, marked
+            source = source[:60].rsplit(" ", 1)[0] + " ..."
+        rows.append((s.id, s.base, cost, budget, source))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])

@@ -556,6 +556,10 @@ def plot_all(path: Path | str) -> list[Path]:
 def _existing_dir(args: Any) -> Path:
     from safehpo.config import ConfigError
     path = Path(args.dir)
+    if not path.exists():
+        raise ConfigError(f"{args.command} {path}: does not exist")
+    if not path.is_dir():
+        raise ConfigError(f"{args.command} {path}: not a folder (give a bench's --out folder or one of its env folders)")
     if not find_env_dirs(path):
         raise ConfigError(f"{args.command} {path}: no runs found (expected <env>/<algo>/seed-<n>/ "
                           "folders in it or in its subfolders)")

@@ -336,3 +336,13 @@ def test_lagrangian_cost_units_put_the_budget_at_one_per_step(kind, d0, unit, of
     # a constant cost of one unit per step spends exactly the budget in discounted units
     assert got_unit * discount_horizon(0.99, 1000) == pytest.approx(discounted_budget(spec, 0.99))
     assert lagrangian_cost_units(spec, 0.99, relative=False) == (1.0, 0.0)
+
+
+def test_envs_lists_every_spec_and_cuts_sources_at_a_word(capsys):
+    from safehpo.cli import main
+    assert main(["envs"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert sorted(line.split()[0] for line in lines) == sorted(SHIPPED)
+    for line in lines:
+        source = line.split("  ")[-1]
+        assert len(source) <= 64 and (not source.endswith(" ...") or source[-5] != " ")

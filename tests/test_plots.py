@@ -100,6 +100,11 @@ def test_plot_and_audit_commands(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "sac-hpo" in out and "per 1k steps" in out
     assert main(["audit", str(tmp_path / "missing")]) == 2
+    assert "missing: does not exist" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path / "toy-velocity" / "report.md")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["plot", str(tmp_path / "empty")]) == 2
     assert "no runs found" in capsys.readouterr().err
 
 
