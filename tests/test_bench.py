@@ -336,3 +336,17 @@ def test_ray_backend_gives_the_same_files_and_numbers(local_grid, tmp_path):
         assert without_timing(rows(run.folder / "progress.csv")) == without_timing(rows(local / "progress.csv"))
     again = run_grid(suite, out, backend="ray", progress=False, aggregate=False)  # skips without starting Ray work
     assert len(again.skipped) == len(result.runs)
+
+
+def test_fewer_steps_than_runs_already_have_is_refused_and_the_suite_says_its_length(tmp_path):
+    """A bench asking 2000 steps of a folder whose runs have 3000 refuses before any run (it would
+    otherwise count them done and rewrite suite.yaml); a suite run with --steps says so."""
+    smoke = resolve(load_suite("smoke"), steps=3000)
+    assert smoke.description.endswith("[run here with --steps 3000]")
+    run = expand(smoke, tmp_path)[0]
+    run.folder.mkdir(parents=True)
+    (run.folder / "config.yaml").write_text(yaml.safe_dump(run.config.to_dict()))
+    (run.folder / "status.json").write_text(json.dumps({"state": "done", "steps_done": 3000}))
+    with pytest.raises(ConfigError, match="holds a run of 3000 steps already"):
+        run_grid(resolve(load_suite("smoke"), steps=2000), tmp_path, workers=1, progress=False)
+    assert not (tmp_path / "halfcheetah-speed" / "suite.yaml").exists()
