@@ -454,6 +454,7 @@ def _local_worker(config: dict, folder: str, command: str | None, parent_pid: in
     """Entry point of a local worker process. It ignores Ctrl-C (the bench stops it with SIGTERM,
     which train sees as KeyboardInterrupt and records as "interrupted") and dies with the bench."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent while it started us
     signal.signal(signal.SIGTERM, _interrupt)
     _die_with_parent(parent_pid)
     _no_rendering()
@@ -503,11 +504,15 @@ def _run_local(todo: list[Run], workers: int, command: str | None, watch: "GridW
                 run = queue.popleft()
                 proc = ctx.Process(target=_local_worker, name=f"safehpo {run.name}",
                                    args=(run.config.to_dict(), str(run.folder), command, os.getpid()))
-                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited: the child ignores Ctrl-C
+                # the child inherits SIG_IGN for Ctrl-C; a Ctrl-C meanwhile is held (blocked), not lost,
+                # and reaches this process's own handler once the child has started
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
                 try:
                     proc.start()
                 finally:
                     signal.signal(signal.SIGINT, previous)
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
                 live[proc.sentinel] = (run, proc)
                 watch.started(run)
             for sentinel in wait(list(live), timeout=POLL_SECONDS):
