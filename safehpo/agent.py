@@ -246,6 +246,10 @@ class Agent:
                              self.actor.squash, self.cfg.second_order, q_and_grad)
         return make_kick(force, self.gated if mode == "gated" else None, obs), force
 
+    def _momentum_std(self, std: float) -> float:
+        """The chain's momentum std: 0 for an algorithm without momentum (hpo-nomomentum)."""
+        return std if self.algo.momentum else 0.0
+
     def sample(self, obs: torch.Tensor, mode: str, momentum_std: float, alpha, lam: float):
         """a ~ policy(mode) and its log-density estimate, with the chain (u_K, rho_K, kick, force).
 
@@ -257,7 +261,7 @@ class Agent:
         u0, log_prob = self.actor.sample_pre_tanh(obs)
         if mode == "gaussian":
             return self.actor.squash(u0), log_prob - self.actor.log_det_squash(u0), None
-        std = momentum_std if self.algo.momentum else 0.0
+        std = self._momentum_std(momentum_std)
         rho0 = std * torch.randn_like(u0) if std > 0 else torch.zeros_like(u0)
         kick, force = self._kick(mode, obs, self.critics, alpha, lam)
         u, rho, k = run_chain(u0, rho0, kick, self.cfg.leapfrog_eps, self.cfg.leapfrog_steps)
@@ -312,7 +316,7 @@ class Agent:
         # the start's tensors may be views of the actor's output (strides of [1, 2 |A|]), and
         # `_filter_step` is compiled for the strides of its own outputs: a view would compile a second graph
         u, rho, kick_u = (x.clone(memory_format=torch.contiguous_format) for x in (u, rho, kick_u))
-        std = self.cfg.momentum_std_explore if self.algo.momentum else 0.0
+        std = self._momentum_std(self.cfg.momentum_std_explore)
 
         def advance(c):
             rho = c[1]
@@ -329,7 +333,7 @@ class Agent:
         """The filter chain's start: u_0 ~ pi(.|s) (pre-tanh), rho_0 ~ N(0, 1/beta0_explore), the
         kick at u_0 and the test's reference Q_C(s, pi_B(s)) in learning units (tensors only)."""
         u0, _ = self.actor.sample_pre_tanh(s)
-        std = self.cfg.momentum_std_explore if self.algo.momentum else 0.0
+        std = self._momentum_std(self.cfg.momentum_std_explore)
         rho0 = std * torch.randn_like(u0) if std > 0 else torch.zeros_like(u0)
         return self._chain_start(s, u0, rho0, alpha, lam)
 

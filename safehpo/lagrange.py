@@ -46,11 +46,14 @@ class GradientAscent:
             return excess
         return min(1.0, max(-1.0, excess / self.budget)) if self.budget > 0 else (1.0 if excess > 0 else 0.0)
 
+    def _weight(self, weight: float) -> float:
+        return weight if self.relative else 1.0
+
     def episode_end(self, episode_cost: float, weight: float = 1.0) -> float:
-        """After a finished episode; weight: the episode's share of a full-length one where each
-        step counts alike (relative units: a run of short episodes moves lambda no faster)."""
+        """After a finished episode; weight: the episode's share of a full-length one, which the
+        relative units apply (a run of short episodes moves lambda no faster); paper units ignore it."""
         self.recent.append(float(episode_cost))
-        self.value = max(0.0, self.value + self.lr * weight * self.violation())
+        self.value = max(0.0, self.value + self.lr * self._weight(weight) * self.violation())
         return self.value
 
     def state_dict(self) -> dict:
@@ -75,7 +78,7 @@ class PIDLagrangian(GradientAscent):
     def episode_end(self, episode_cost: float, weight: float = 1.0) -> float:
         self.recent.append(float(episode_cost))
         delta = self.violation()
-        self.integral = max(0.0, self.integral + weight * delta)
+        self.integral = max(0.0, self.integral + self._weight(weight) * delta)
         signal = delta if self.relative else self.measured()  # paper: J - J_prev, as the papers write it
         derivative = 0.0 if self.previous is None else signal - self.previous
         self.previous = signal

@@ -329,10 +329,8 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
             if terminated or truncated:
                 ep_cost = episode_cost_measure(ep_costs[:ep_len], spec.measure_kind, cfg.gamma)
                 # the multiplier follows the policy's cost: an episode with a uniform warm-up step is left out
-                # (relative units: weighted by the episode's length, docs/multiplier.md)
-                weight = ep_len / spec.max_episode_steps if cfg.lambda_units == "relative" else 1.0
-                lam = (agent.multiplier.episode_end(ep_cost, weight) if ep_first >= cfg.learning_starts
-                       else agent.multiplier.value)
+                lam = (agent.multiplier.episode_end(ep_cost, ep_len / spec.max_episode_steps)
+                       if ep_first >= cfg.learning_starts else agent.multiplier.value)
                 if not agent.healthy():
                     raise TrainingDiverged(f"NaN or infinite loss in episode {episode} (step {step})")
                 audit = agent.audit

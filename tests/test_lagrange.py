@@ -78,3 +78,10 @@ def test_adam_takes_no_step_before_the_first_episode_that_counts():
     assert m.step() == 1.0                       # nothing measured yet: no made-up J_C = 0
     m.episode_end(30.0)
     assert m.step() > 1.0
+
+
+def test_paper_units_ignore_the_episode_length_weight():
+    m = GradientAscent(budget=10.0, lr=0.1, window=1)
+    assert m.episode_end(30.0, weight=0.5) == pytest.approx(0.1 * (30 - 10))
+    p = PIDLagrangian(budget=10.0, kp=0.5, ki=0.1, kd=0.2, window=1)
+    assert p.episode_end(14.0, weight=0.5) == pytest.approx(0.5 * 4 + 0.1 * 4)
