@@ -1,25 +1,28 @@
-"""SAC, SAC-Lagrangian and SAC-HPO: the losses, the update step and acting (docs/design.md).
+"""The SAC family: SAC, SAC-Lagrangian, SAC-PID and SAC-HPO with its ablations (docs/design.md).
 
-One `Agent` serves every algorithm of the table below; an algorithm is a row of data, not a
-subclass. Critics are one `CriticStack`: members 0, 1 are the twin reward critics, member 2 the
-cost critic Q_C (absent when the algorithm or the env has no cost).
+The readable reference of the family's losses, update step and acting: one `Agent` serves every
+algorithm of the table below (an algorithm is a row of data, not a subclass), and implements
+the interface the training loop uses (algorithm.Algorithm). Critics are one `CriticStack`:
+members 0, 1 are the twin reward critics, members 2.. the cost critics (`cost_critics` of them: one,
+or twins whose larger value is Q_C; none when the algorithm or the env has no cost). Every gradient here comes from autograd where `fast_paths`
+is off; fast.py holds the hand-written shortcuts and torch.compile, tested equal to this code.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from . import fast
 from .config import Config
 from .hamiltonian import CriticForce, GatedKick, leapfrog, make_kick, momentum_log_prob, run_chain
-from .lagrange import AdamLagrangian, make_multiplier
-from .lyapunov import FilterAudit, epsilon_l, filter_action
+from .lagrange import AdamLagrangian, CostUnits, make_multiplier
+from .lyapunov import FilterAudit, LyapunovFilter
 from .nets import CriticStack, SquashedGaussianActor
 
 
@@ -65,27 +68,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-# compile=auto compiles a run's update and acting only where it was measured to pay off (README,
-# Performance): a Hamiltonian policy's (the chains are many small ops that inductor fuses; per
-# update 1.1-1.2x on CPU, 1.4-1.9x on an H100; acting 1.4-3x on CPU) in a run long enough to repay
-# the first compile (~57 s cold on CPU for sac-hpo at lambda != 0, ~5 s from inductor's on-disk cache).
-# Gaussian updates ran slower compiled on CPU and not consistently faster on the H100 (0.9-1.4x,
-# differing between machines).
-COMPILE_MIN_UPDATES = 20_000
-
-
-def compiles(cfg: Config, device: torch.device) -> bool:
-    """Whether a run compiles its update losses and acting (cfg.compile: auto | always | never).
-
-    auto: a Hamiltonian training loss on CPU or CUDA in a run long enough to repay the compile
-    (see above). auto never compiles second_order: autograd.grad inside the loss splits the graph
-    and fails at run time (the agent then goes eager, with its one line)."""
-    if cfg.compile != "auto":
-        return cfg.compile == "always"
-    return (ALGOS[cfg.algo].train != "gaussian" and device.type in ("cpu", "cuda") and not cfg.second_order
-            and cfg.steps - cfg.learning_starts >= COMPILE_MIN_UPDATES)
-
-
 def adam(params, lr: float) -> torch.optim.Optimizer:
     """Adam with the fused kernel (one kernel for all tensors; CPU and CUDA since torch 2.4), else foreach."""
     params = list(params)
@@ -112,10 +94,13 @@ class Agent:
         self.obs_dim, self.act_dim = obs_dim, len(act_low)
         act_dim = self.act_dim
         self.uses_cost = constrained and self.algo.multiplier != "none"
-        self.filter_on = constrained and self.algo.filter
         self.budget_discounted = budget_discounted
-        self.cost_unit, self.cost_offset, self.cost_rate = cost_unit, cost_offset, cost_rate
+        self.units = CostUnits(cost_unit, cost_offset, cfg.cost_scale, cost_rate)
         self.filter_budget = budget_discounted if filter_budget is None else filter_budget
+        # the Lyapunov filter when acting (Algorithm 3), where the algorithm has one and the env a budget
+        self.filter = LyapunovFilter(self.filter_budget, cfg.gamma, cfg.k_max) if constrained and self.algo.filter \
+            else None
+        self.audit = self.filter.audit if self.filter else FilterAudit()  # the training episode's counters
         low = torch.as_tensor(act_low, dtype=torch.float32)
         high = torch.as_tensor(act_high, dtype=torch.float32)
         self.act_low, self.act_high = act_low.astype(np.float32), act_high.astype(np.float32)
@@ -126,7 +111,8 @@ class Agent:
             self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.actor_hidden, 2, low, high)
         gated = "gated" in (self.algo.explore, self.algo.train)
         self.gated = GatedKick(act_dim, obs_dim, cfg.gate_hidden, cfg.gate_state_input) if gated else None
-        self.critics = CriticStack(3 if self.uses_cost else 2, obs_dim, act_dim, cfg.hidden)
+        self.cost_members = cfg.cost_critics if self.uses_cost else 0
+        self.critics = CriticStack(2 + self.cost_members, obs_dim, act_dim, cfg.hidden)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_prev = copy.deepcopy(self.actor).requires_grad_(False)  # pi_B of the filter
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.alpha_init)))
@@ -145,15 +131,16 @@ class Agent:
         # paper units with the Adam rule: the whole actor objective divided by 1 + lambda, as OmniSafe does
         self.normalized = cfg.lambda_units == "relative"
         self.adam_divides = not self.normalized and isinstance(self.multiplier, AdamLagrangian)
-        self.audit = FilterAudit()
-        self.eps_l = 0.0
-        self.health = torch.zeros((), device=self.device)   # sum of losses; NaN/inf shows here
+        self.loss_sum = torch.zeros((), device=self.device)   # losses since the last `healthy()`: NaN/inf shows here
         self._critic_params = list(self.critics.parameters())
         self._target_params = list(self.critics_target.parameters())
         self._actor_params = list(self.actor.parameters())
         self._actor_prev_params = list(self.actor_prev.parameters())
-        self.compiled = compiles(cfg, self.device)  # False again if compiling fails (see _run)
-        self._compiled_fns: dict | None = None      # built at the first use (see _run)
+        self.fast = cfg.fast_paths and not cfg.second_order  # fast.py's hand-written force and Q reuse
+        # every function that may run compiled (fast.Compiler), called through self._call
+        self._call = fast.Compiler(fast.compiles(cfg, self.device, self.algo.train != "gaussian"), self.device,
+                                   (self._critic_loss, self._actor_loss, self._explore, self._refined_mean,
+                                    self._filter_start, self._filter_start_mean, self._filter_step))
 
     @classmethod
     def for_env(cls, cfg: Config, spec, env, device: torch.device | str = "cpu") -> "Agent":
@@ -171,6 +158,25 @@ class Agent:
                    device, unit, offset, d0 - offset * discount_horizon(cfg.gamma, spec.max_episode_steps),
                    cost_rate=relative and spec.budget.kind == "average")
 
+    @property
+    def filter_on(self) -> bool:
+        return self.filter is not None
+
+    @property
+    def compiled(self) -> bool:
+        """Whether losses and acting go through torch.compile (False for good after a failed compile)."""
+        return self._call.enabled
+
+    @compiled.setter
+    def compiled(self, value: bool) -> None:
+        self._call.enabled = value
+
+    def describe(self) -> dict:
+        """The budget's units, for the run's config.yaml (docs/multiplier.md)."""
+        return {"budget_discounted": self.budget_discounted,
+                "cost_critic": {"unit": self.units.unit, "offset": self.units.offset,
+                                "filter_budget": self.filter_budget}}
+
     def to(self, device: torch.device) -> "Agent":
         for net in (self.actor, self.critics, self.critics_target, self.actor_prev, self.gated):
             if net is not None:
@@ -179,69 +185,52 @@ class Agent:
         return self
 
     # ---- the policy ---------------------------------------------------------------------------
-    def q_lambda(self, critics: CriticStack, obs: torch.Tensor, act: torch.Tensor, lam: float,
+    def q_lambda(self, critics: CriticStack, obs: torch.Tensor, act: torch.Tensor, lam,
                  detach_params: bool = True) -> torch.Tensor:
         """Q_lambda = min(Q1, Q2) - lambda Q_C, divided by 1 + lambda where `normalized`.
 
-        Q_C is in the Lagrangian's cost units (cost_unit, docs/multiplier.md; the critic learns them
-        times cost_scale). While lambda = 0 the cost critic is not evaluated at all.
+        Q_C is in the Lagrangian's cost units (self.units, docs/multiplier.md). While lambda = 0
+        the cost critic is not evaluated at all. `lam`: a float, or under torch.compile a 0-dim
+        tensor standing for a nonzero lambda (fast.Compiler).
         """
-        members = self._q_lambda_members(lam)
+        members = self.q_lambda_members(lam)
         q = critics(obs, act, detach_params=detach_params, members=members)
         q_lam = torch.minimum(q[0], q[1])
-        if members.stop == 3:
-            q_lam = q_lam - (lam / self.cfg.cost_scale) * q[2]
+        if members.stop > 2:
+            q_lam = q_lam - self.units.cost_coef(lam) * self.cost_q(q)
             if self.normalized:
                 q_lam = q_lam / (1.0 + lam)
         return q_lam
 
-    def _q_lambda_members(self, lam) -> slice:
+    def q_lambda_members(self, lam) -> slice:
         """The critic members Q_lambda reads: the twins, and Q_C only while it counts (lambda != 0;
-        a lambda passed as a tensor is a nonzero one, see `_run`)."""
-        return slice(0, 3 if self.uses_cost and (isinstance(lam, torch.Tensor) or lam != 0.0) else 2)
+        a lambda passed as a tensor is a nonzero one, see fast.Compiler)."""
+        counts = isinstance(lam, torch.Tensor) or lam != 0.0
+        return slice(0, 2 + self.cost_members if counts else 2)
 
-    def q_lambda_at(self, critics: CriticStack, obs: torch.Tensor, lam: float):
-        """a -> (Q_lambda(s, a), dQ_lambda/da) at the states `obs`, hand-written (nets.CriticsAt).
-
-        dQ_lambda/dq: the twin minimum's indicator (ties split in half, as autograd's minimum
-        does) and -lambda/cost_scale for the cost member, which is left out while lambda = 0; all
-        divided by 1 + lambda where `normalized` (as `q_lambda`).
-        """
-        members = self._q_lambda_members(lam)
-        with_cost = members.stop == 3
-        at = critics.at(obs, members)
-        c_cost = lam / self.cfg.cost_scale
-
-        def combine(q: torch.Tensor):
-            q1, q2 = q[0], q[1]
-            tie = 0.5 * (q1 == q2)
-            coef = [(q1 < q2) + tie, (q2 < q1) + tie]
-            v = torch.minimum(q1, q2)
-            if with_cost:
-                v = v - c_cost * q[2]
-                coef.append(torch.ones_like(q1) * -c_cost)
-                if self.normalized:
-                    v = v / (1.0 + lam)
-                    coef = [c / (1.0 + lam) for c in coef]
-            return v, torch.stack(coef)
-
-        return lambda act: at.value_and_grad(act, combine, picks=2)  # the twins: a minimum picks rows
+    @staticmethod
+    def cost_q(q: torch.Tensor) -> torch.Tensor:
+        """Q_C from the values [M, B] of a stack's members 0.. (or of its cost members alone, M <= 2):
+        the one cost critic's, or the larger of the twins' (pessimistic, as the twin minimum is for
+        reward: the actor cannot exploit one critic's underestimate of the cost)."""
+        qc = q[2:] if q.shape[0] > 2 else q
+        return qc[0] if qc.shape[0] == 1 else torch.maximum(qc[0], qc[1])
 
     def target_cost(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """[B] Q_C(s, a) of the target cost critic (the filter's), in its learning units."""
-        return self.critics_target(obs, act, members=slice(2, 3))[0]
-
-    def to_spec_units(self, q_learned: float) -> float:
-        """A cost critic's value in the spec's units: a discounted sum of c - cost_offset."""
-        return q_learned * self.cost_unit / self.cfg.cost_scale
+        return self.cost_q(self.critics_target(obs, act, members=slice(2, 2 + self.cost_members)))
 
     def cost_value(self, obs: torch.Tensor, act: torch.Tensor) -> float:
         """Q_C(s, a) of the target cost critic, one state, in the spec's units (the filter's test)."""
-        return self.to_spec_units(float(self.target_cost(obs, act)[0]))
+        return self.units.to_spec(float(self.target_cost(obs, act)[0]))
 
-    def _kick(self, mode: str, obs: torch.Tensor, critics: CriticStack, alpha, lam: float):
+    def _kick(self, mode: str, obs: torch.Tensor, critics: CriticStack, alpha, lam):
         """(kick, force) of the chain driven by Q_lambda of `critics` (conventional or gated kick)."""
-        q_and_grad = None if self.cfg.second_order else self.q_lambda_at(critics, obs, lam)
+        q_and_grad = None
+        if self.fast:
+            members = self.q_lambda_members(lam)
+            q_and_grad = fast.q_lambda_and_grad(critics, obs, members, self.units.cost_coef(lam),
+                                                (1.0 + lam) if self.normalized else None)
         force = CriticForce(lambda a: self.q_lambda(critics, obs, a, lam), self.actor.scale, alpha,
                              self.actor.squash, self.cfg.second_order, q_and_grad)
         return make_kick(force, self.gated if mode == "gated" else None, obs), force
@@ -272,47 +261,60 @@ class Agent:
 
     # ---- acting -------------------------------------------------------------------------------
     @torch.no_grad()
-    def episode_start(self, obs: np.ndarray, audit: FilterAudit | None = None) -> None:
-        """eps_L from the episode's first state (eq. 15); counters of the new episode (the run's
-        audit is reset; another one, an evaluation's, keeps counting)."""
-        if audit is None:
-            self.audit.reset()
-        if self.filter_on:
-            s0 = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
-            qc0 = self.cost_value(s0, self.actor_prev.mean_action(s0))
-            self.eps_l = epsilon_l(self.filter_budget, qc0, self.cfg.gamma)
+    def episode_start(self, obs: np.ndarray, lyapunov: LyapunovFilter | None = None) -> None:
+        """A new episode from `obs`: the filter's eps_L from its first state (eq. 15) and new episode
+        counters. `lyapunov`: an evaluation's filter (LyapunovFilter.for_evaluation), whose audit
+        keeps counting over its episodes; by default the run's."""
+        lf = lyapunov or self.filter
+        if lf is None:
+            return
+        s0 = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
+        lf.episode_start(self.cost_value(s0, self.actor_prev.mean_action(s0)), reset_audit=lyapunov is None)
+
+    def episode_end(self, cost: float, share: float, counts: bool = True) -> None:
+        """After a finished episode: the multiplier's update with its cost J_C (in the budget's kind)
+        and its length share of a full episode; counts=False (an episode with uniform warm-up steps)
+        leaves lambda alone."""
+        if counts:
+            self.multiplier.episode_end(cost, share)
+
+    def log(self) -> dict:
+        """The values a progress.csv row records at an episode's end."""
+        return {"lambda": self.multiplier.value, "alpha": self.alpha, "rejected": self.audit.rejected,
+                "leapfrog_steps": self.audit.leapfrog_steps, "unsafe_fallbacks": self.audit.unsafe_fallbacks}
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False, filtered: bool | None = None,
-            audit: FilterAudit | None = None) -> np.ndarray:
+            lyapunov: LyapunovFilter | None = None) -> np.ndarray:
         """One action for one state.
 
         Unfiltered: the base policy's draw (or its mean, deterministic), refined by the explore
         chain of K leapfrog steps where the algorithm has one. Filtered (the default where the
         Lyapunov filter is on): Algorithm 3 from (a_0, rho_0) = the base draw and fresh momentum
-        (deterministic: the mean and rho_0 = 0), counted in `audit` (the run's by default).
+        (deterministic: the mean and rho_0 = 0), by `lyapunov` (the run's filter by default).
         """
         s = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
         alpha, lam = self.log_alpha.exp(), self.multiplier.value
         if filtered is None:
             filtered = self.filter_on
         if filtered:
-            return self._filtered_action(s, alpha, lam, deterministic, audit or self.audit)
+            return self._filtered_action(s, alpha, lam, deterministic, lyapunov or self.filter)
         if deterministic:
             if self.algo.explore == "gaussian":
                 return self.actor.mean_action(s)[0].cpu().numpy()
-            return self._run(self._refined_mean, s, alpha, lam)[0].cpu().numpy()
+            return self._call(self._refined_mean, s, alpha, lam)[0].cpu().numpy()
         if self.algo.explore == "gaussian":  # a few ops (hpo-train): eager, compiled or not
             a = self._explore(s, alpha, lam)
         else:
-            a = self._run(self._explore, s, alpha, lam)
+            a = self._call(self._explore, s, alpha, lam)
         return a[0].cpu().numpy()
 
-    def _filtered_action(self, s: torch.Tensor, alpha, lam, deterministic: bool, audit: FilterAudit) -> np.ndarray:
+    def _filtered_action(self, s: torch.Tensor, alpha, lam, deterministic: bool,
+                         lyapunov: LyapunovFilter) -> np.ndarray:
         """Algorithm 3 (lyapunov.filter_action): a candidate is (u, rho, kick at u, Q_C in spec units).
         The chain runs on the target critics' potential, whose Q_C also judges every candidate."""
         start = self._filter_start_mean if deterministic else self._filter_start
-        u, rho, kick_u, qc_ref = self._run(start, s, alpha, lam)
+        u, rho, kick_u, qc_ref = self._call(start, s, alpha, lam)
         # the start's tensors may be views of the actor's output (strides of [1, 2 |A|]), and
         # `_filter_step` is compiled for the strides of its own outputs: a view would compile a second graph
         u, rho, kick_u = (x.clone(memory_format=torch.contiguous_format) for x in (u, rho, kick_u))
@@ -322,11 +324,10 @@ class Agent:
             rho = c[1]
             if c[3] is not None and std > 0:  # a rejected candidate: fresh momentum noise first
                 rho = rho + std * torch.randn_like(rho)
-            u_, rho_, kick_, qc_ = self._run(self._filter_step, s, c[0], rho, c[2], alpha, lam)
-            return u_, rho_, kick_, self.to_spec_units(float(qc_))
+            u_, rho_, kick_, qc_ = self._call(self._filter_step, s, c[0], rho, c[2], alpha, lam)
+            return u_, rho_, kick_, self.units.to_spec(float(qc_))
 
-        chosen = filter_action((u, rho, kick_u, None), advance, lambda c: c[3],
-                               self.to_spec_units(float(qc_ref)), self.eps_l, self.cfg.k_max, audit)
+        chosen = lyapunov.select((u, rho, kick_u, None), advance, lambda c: c[3], self.units.to_spec(float(qc_ref)))
         return self.actor.squash(chosen[0])[0].cpu().numpy()
 
     def _filter_start(self, s: torch.Tensor, alpha, lam: float):
@@ -376,13 +377,13 @@ class Agent:
         cfg, lam = self.cfg, self.multiplier.value
         alpha = self.log_alpha.exp().detach()
 
-        critic_loss = self._run(self._critic_loss, batch["obs"], batch["act"], batch["next_obs"],
+        critic_loss = self._call(self._critic_loss, batch["obs"], batch["act"], batch["next_obs"],
                                  batch["rew"], batch["cost"], batch["done"], alpha, lam)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_opt.step()
 
-        actor_loss, logp_mean = self._run(self._actor_loss, batch["obs"], alpha, lam)
+        actor_loss, logp_mean = self._call(self._actor_loss, batch["obs"], alpha, lam)
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()  # alpha enters detached: log_alpha.grad stays None here
         if cfg.autotune_alpha:  # temperature loss -log_alpha E[log pi + target entropy]: its gradient
@@ -396,10 +397,10 @@ class Agent:
 
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._critic_params, cfg.tau)
-            self.health += critic_loss.detach() + actor_loss.detach()
+            self.loss_sum += critic_loss.detach() + actor_loss.detach()
 
     def _critic_loss(self, obs, act, next_obs, rew, cost, done, alpha, lam: float) -> torch.Tensor:
-        """Squared TD errors: soft Bellman targets for Q1, Q2; a plain TD target for Q_C."""
+        """Squared TD errors: soft Bellman targets for Q1, Q2; a plain TD target for the cost critics."""
         cfg = self.cfg
         not_done = 1.0 - done
         with torch.no_grad():
@@ -410,19 +411,21 @@ class Agent:
             y_reward = rew + cfg.gamma * not_done * v_next
             targets = [y_reward, y_reward]
             if self.uses_cost:
-                c = (cost - self.cost_offset) * (cfg.cost_scale / self.cost_unit)
                 # an average budget bounds a rate: ending the episode does not end the cost stream
                 # (docs/multiplier.md), so the cost critic bootstraps through termination
-                cost_next = q_next[2] if self.cost_rate else not_done * q_next[2]
-                targets.append(c + cfg.gamma * cost_next)
+                qc_next = self.cost_q(q_next)
+                y_cost = self.units.learned(cost) + cfg.gamma * (qc_next if self.units.rate else not_done * qc_next)
+                if cfg.cost_floor:  # no cost is negative: no value lies below a zero cost's for ever
+                    y_cost = y_cost.clamp(min=self.units.learned(0.0) / (1.0 - cfg.gamma))
+                targets += [y_cost] * self.cost_members
             y = torch.stack(targets)
         return 0.5 * (self.critics(obs, act) - y).pow(2).mean(-1).sum()
 
     def _actor_loss(self, obs, alpha, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
         """-E[Q_lambda(s, a) - alpha log q(a|s)] (eq. 12 for the Hamiltonian modes), and E[log q] detached."""
         a, logp, chain = self.sample(obs, self.algo.train, self.cfg.momentum_std_train, alpha, lam)
-        if chain is not None and not self.cfg.second_order and chain[3].last_u is chain[0]:
-            q_lam = chain[3].q_at_last(a)  # the chain's last force already evaluated Q_lambda at a_K
+        if chain is not None and self.fast and chain[3].last_u is chain[0]:
+            q_lam = chain[3].q_at_last(a)  # fast path: the chain's last force already evaluated Q_lambda at a_K
         else:
             q_lam = self.q_lambda(self.critics, obs, a, lam)
         objective = q_lam - alpha * logp
@@ -430,65 +433,10 @@ class Agent:
             objective = objective / (1.0 + lam)
         return -objective.mean(), logp.detach().mean()
 
-    def _run(self, fn, *args):
-        """fn(*args), a loss or an action, through torch.compile where this run compiles. If
-        compiling fails (no C++ compiler, a torch that lacks what this needs, torch's recompile limit,
-        an inductor error) the agent says so in one line on stderr and goes eager for good: the
-        random-number state is put back and fn evaluated eagerly, so the result is the eager one (a
-        genuine error of fn then shows as itself)."""
-        if self.compiled:
-            *args, lam = args  # every compiled function takes lambda last
-            # lambda != 0 as a 0-dim float64 tensor (what torch.compile makes of a symbolic float): one
-            # graph for all its values from the first call on. Passed as a float, it would be compiled
-            # as a constant first and recompiled as a symbolic float at its first change: twice the
-            # compile time, and a first graph no other process can take from inductor's cache.
-            args.append(lam if lam == 0.0 else torch.tensor(lam, dtype=torch.float64))
-            rng = torch.get_rng_state()
-            cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-            try:  # past the recompile limit, raise (and say so below) rather than run eagerly unsaid
-                if self._compiled_fns is None:
-                    self._compiled_fns = self._compile_fns()
-                # capture_dynamic_output_shape_ops: the rows a twin is picked for (nets.CriticsAt)
-                with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True,
-                                                capture_dynamic_output_shape_ops=True):
-                    return self._compiled_fns[fn](*args)
-            except Exception as e:  # noqa: BLE001 - whatever torch.compile raises
-                self.compiled = False
-                args[-1] = lam
-                torch.set_rng_state(rng)
-                if cuda_rng is not None:
-                    torch.cuda.set_rng_state(cuda_rng, self.device)
-                reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-                print(f"safehpo: torch.compile failed, training eagerly ({reason})", file=sys.stderr)
-        return fn(*args)
-
-    def _compile_fns(self) -> dict:
-        """torch.compile of both losses and of acting's draw, deterministic action and the Lyapunov
-        filter's kick and step (one state, no grad: graphs of their own; eager, their hundreds of
-        small ops are most of an action's time). Lambda reaches them as a tensor (`_run`): one graph
-        per function for every lambda != 0, compiled at the first call (lambda = 0 is one more: Q_C
-        skipped).
-
-        Compiled graphs are cached per function for the whole process, and every agent's count
-        against the same recompile limit: a process trains one agent at a time (a bench worker, a
-        Ray worker running one run after another, `safehpo speed`), so the graphs of earlier agents
-        are dropped here."""
-        import torch._dynamo
-        torch._dynamo.config.fail_on_recompile_limit_hit  # noqa: B018 - AttributeError on a torch without it
-        torch._dynamo.reset()
-        # fallback_random: random draws through aten, as eager makes them (one stream for eager and
-        # compiled runs; inductor's own CPU generator also took ~0.25 ms per draw, README).
-        # cpp_wrapper (CPU, where it was measured): the graph's kernels are called from generated C++,
-        # not Python: ~1 ms less per sac-hpo update, which calls some 300 kernels and matmuls
-        options = {"fallback_random": True, "cpp_wrapper": self.device.type == "cpu"}
-        fns = (self._critic_loss, self._actor_loss, self._explore, self._refined_mean, self._filter_start,
-               self._filter_start_mean, self._filter_step)
-        return {fn: torch.compile(fn, options=options) for fn in fns}
-
     def healthy(self) -> bool:
         """False once any loss since the last call was NaN or infinite (one sync per call)."""
-        ok = bool(torch.isfinite(self.health))
-        self.health.zero_()
+        ok = bool(torch.isfinite(self.loss_sum))
+        self.loss_sum.zero_()
         return ok
 
     @property

@@ -95,7 +95,8 @@ class Config:
     steps: int = 1_000_000
     device: str = "auto"          # auto | cpu | cuda
     threads: int = 1              # torch intra-op threads (1: several runs share the cores best)
-    compile: str = "auto"         # torch.compile update losses and acting: auto (agent.compiles) | always | never
+    compile: str = "auto"         # torch.compile update losses and acting: auto (fast.compiles) | always | never
+    fast_paths: bool = True       # fast.py's hand-written critic gradient and Q reuse; false: plain autograd
 
     # SAC (common to every algorithm)
     learning_starts: int = 5_000  # uniform random actions before the first update
@@ -109,6 +110,8 @@ class Config:
     alpha_init: float = 1.0
     autotune_alpha: bool = True   # target entropy -|A|
     cost_scale: float = 1.0       # the cost critic learns c * cost_scale; reports stay in spec units
+    cost_critics: int = 1         # 1: one cost critic (the papers'); 2: twins, Q_C their larger value (docs/multiplier.md)
+    cost_floor: bool = False      # clamp the cost critic's target at a zero cost's value (every cost is >= 0)
 
     # Lagrange multiplier (lagrange.py)
     lagrange: str = "paper"       # paper: per-episode ascent | pid | adam: per-gradient-step Adam
@@ -146,6 +149,7 @@ class Config:
 
 
 _CHOICES = {
+    "cost_critics": (1, 2),
     "device": ("auto", "cpu", "cuda"),
     "lagrange": ("paper", "pid", "adam"),
     "lambda_units": ("relative", "paper"),
@@ -198,7 +202,7 @@ def validate(cfg: Config, where: str = "config") -> Config:
     """Check ranges and choices; raise ConfigError naming the field."""
     for name, allowed in _CHOICES.items():
         if getattr(cfg, name) not in allowed:
-            raise ConfigError(f"{where}: '{name}' must be one of {', '.join(allowed)}, got '{getattr(cfg, name)}'")
+            raise ConfigError(f"{where}: '{name}' must be one of {', '.join(map(str, allowed))}, got '{getattr(cfg, name)}'")
     for name in _POSITIVE:
         if not getattr(cfg, name) > 0:
             raise ConfigError(f"{where}: '{name}' must be > 0, got {getattr(cfg, name)}")

@@ -21,8 +21,38 @@ J_C is always measured in the spec's budget kind. What the rules act on is the *
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 import torch
+
+
+@dataclass(frozen=True)
+class CostUnits:
+    """The units in which lambda meets the cost critic (docs/multiplier.md).
+
+    The cost critic learns (c - offset) / unit * scale; Q_lambda subtracts lambda / scale times it,
+    and the Lyapunov filter reads it back in the spec's units (a discounted sum of c - offset).
+    rate: the budget bounds a rate (an average budget in relative units), so ending the episode does
+    not end the cost stream and the cost critic bootstraps through termination.
+    cmdp.lagrangian_cost_units gives (unit, offset) for a spec; scale is the run's cost_scale.
+    """
+
+    unit: float = 1.0
+    offset: float = 0.0
+    scale: float = 1.0
+    rate: bool = False
+
+    def learned(self, cost):
+        """A cost in the critic's learning units."""
+        return (cost - self.offset) * (self.scale / self.unit)
+
+    def to_spec(self, q_learned: float) -> float:
+        """A cost critic's value in the spec's units."""
+        return q_learned * self.unit / self.scale
+
+    def cost_coef(self, lam):
+        """The coefficient of the learned Q_C in Q_lambda = min(Q1, Q2) - lambda Q_C."""
+        return lam / self.scale
 
 
 class GradientAscent:

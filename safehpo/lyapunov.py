@@ -67,3 +67,33 @@ def filter_action(start: Candidate, advance: Callable[[Candidate], Candidate],
             best, best_qc = candidate, qc
     audit.unsafe_fallbacks += 1
     return best
+
+
+class LyapunovFilter:
+    """The filter of one run: its budget d0' (a discounted sum of c - offset in the spec's units,
+    lagrange.CostUnits), gamma, k_max, the eps_L of the current episode and the audit.
+
+    The agent supplies the candidates and Q_C (agent.Agent._filtered_action); this object decides.
+    An evaluation uses its own filter (`for_evaluation`): its episodes neither change the training
+    episode's eps_L nor count in the training audit.
+    """
+
+    def __init__(self, budget_discounted: float, gamma: float, k_max: int):
+        self.budget, self.gamma, self.k_max = budget_discounted, gamma, k_max
+        self.eps_l = 0.0
+        self.audit = FilterAudit()
+
+    def for_evaluation(self) -> "LyapunovFilter":
+        return LyapunovFilter(self.budget, self.gamma, self.k_max)
+
+    def episode_start(self, qc_start_ref: float, reset_audit: bool = True) -> None:
+        """eps_L from Q_C(s_0, pi_B(s_0)) of the episode's first state (eq. 15); a new episode's counters
+        (an evaluation's audit keeps counting over its episodes: reset_audit=False)."""
+        if reset_audit:
+            self.audit.reset()
+        self.eps_l = epsilon_l(self.budget, qc_start_ref, self.gamma)
+
+    def select(self, start: Candidate, advance: Callable[[Candidate], Candidate],
+               cost_of: Callable[[Candidate], float], qc_ref: float) -> Candidate:
+        """Algorithm 3 from `start` (see filter_action)."""
+        return filter_action(start, advance, cost_of, qc_ref, self.eps_l, self.k_max, self.audit)

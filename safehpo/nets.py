@@ -15,9 +15,6 @@ from torch import nn
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
-PICK_MIN_ROWS = 32  # CriticsAt.value_and_grad: smaller batches (acting: one state) take every row
-
-
 def _compiling() -> bool:
     is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
     return bool(is_compiling and is_compiling())
@@ -83,60 +80,6 @@ class CriticStack(nn.Module):
             if i < last:
                 x = torch.relu_(x)  # in place: one buffer less to stream through the cache
         return x.squeeze(-1)
-
-    def at(self, obs: torch.Tensor, members: slice = slice(None)) -> "CriticsAt":
-        """The selected members at a fixed batch of states, for many actions (see `CriticsAt`)."""
-        # the slicing stays here: torch 2.11's dynamo cannot pass a slice to a constructor (graph break)
-        return CriticsAt([(l.weight[members].detach(), l.bias[members].detach()) for l in self.layers], obs)
-
-
-class CriticsAt:
-    """Q_m(s, .) of a critic stack at fixed states, with a hand-written action gradient.
-
-    For the Hamiltonian chain (whose last force also serves the actor step), which evaluates the
-    same states at several actions with detached weights: the states' share of the first layer, s W1_s + b1, is
-    computed once; `value_and_grad` returns sum_m c_m Q_m and its gradient in a by the chain
-    rule written out for the ReLU MLP, dQ_m/da = W1_a diag(1[h1 > 0]) W2 diag(1[h2 > 0]) w3,
-    without building an autograd graph. Values and gradients equal autograd's (tests).
-    """
-
-    def __init__(self, layers: list[tuple[torch.Tensor, torch.Tensor]], obs: torch.Tensor):
-        """`layers`: the members' detached (weight, bias) of the three layers (CriticStack.at)."""
-        (w1, b1), (w2, b2), (w3, b3) = layers
-        obs_dim, m = obs.shape[-1], w1.shape[0]
-        self.state_part = affine(obs.unsqueeze(0).expand(m, *obs.shape), w1[:, :obs_dim], b1)
-        self.w1a, self.w2, self.b2, self.w3, self.b3 = w1[:, obs_dim:], w2, b2, w3, b3
-
-    def _hidden(self, act: torch.Tensor):
-        x = act.unsqueeze(0).expand(self.w1a.shape[0], *act.shape)
-        h1 = torch.relu_(affine(x, self.w1a, self.state_part))
-        h2 = torch.relu_(affine(h1, self.w2, self.b2))
-        return h1, h2
-
-    def value_and_grad(self, act: torch.Tensor, combine, picks: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """(v, dv/da) for v = combine(q): `combine` maps the [M', B] values to (v [B], c [M', B]),
-        c = dv/dq (e.g. the twin minimum's indicator, -lambda for the cost member).
-
-        `picks`: how many leading members have a c that picks rows (a minimum: c = 0 wherever
-        another member is the smaller). On the CPU, for a batch of at least PICK_MIN_ROWS, only
-        the rows a member is picked for go through its backward matmuls: for the twins that
-        halves their [B, H] x [H, H] product (ties: both members' rows, half each, as autograd)."""
-        h1, h2 = self._hidden(act)
-        q = affine(h2, self.w3, self.b3).squeeze(-1)
-        v, c = combine(q)
-        if not (act.device.type == "cpu" and act.shape[0] >= PICK_MIN_ROWS):
-            picks = 0  # on a GPU the matmul is cheap and the rows' count would cost a host sync
-        # dQ_m/da for every row, then weighted by c: the rows' weights commute with the matmuls,
-        # so they scale the small [M', B, A] result instead of a [M', B, H] activation
-        g2 = torch.ops.aten.threshold_backward(self.w3.transpose(1, 2).expand_as(h2), h2, 0.0)
-        g1 = torch.ops.aten.threshold_backward(torch.bmm(g2[picks:], self.w2[picks:].transpose(1, 2)), h1[picks:], 0.0)
-        grad = (torch.bmm(g1, self.w1a[picks:].transpose(1, 2)) * c[picks:].unsqueeze(-1)).sum(0)
-        for m in range(picks):  # the same, on the picked rows only
-            rows = c[m].nonzero().squeeze(1)
-            g1 = torch.ops.aten.threshold_backward(g2[m].index_select(0, rows) @ self.w2[m].T,
-                                                   h1[m].index_select(0, rows), 0.0)
-            grad = grad.index_add(0, rows, (g1 @ self.w1a[m].T) * c[m].index_select(0, rows).unsqueeze(-1))
-        return v, grad
 
 
 class SquashedGaussianActor(nn.Module):

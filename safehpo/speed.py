@@ -231,7 +231,7 @@ def compile_update(agent: Agent, batch: dict, obs: np.ndarray | None = None) -> 
     value: from lambda = 0, the graphs with Q_C and those without) for the update and, given a
     state, for acting, the Lyapunov filter's steps included (an action that no candidate passes;
     its counts are left out of the audit). Seconds."""
-    lam, eps_l = agent.multiplier.value, agent.eps_l
+    lam = agent.multiplier.value
     t0 = time.perf_counter()
     for value in (lam + 0.5, lam):  # ending at lambda's own value
         agent.multiplier.value = value
@@ -239,9 +239,9 @@ def compile_update(agent: Agent, batch: dict, obs: np.ndarray | None = None) -> 
         if obs is not None:
             agent.act(obs)
             if agent.filter_on:
-                agent.eps_l = -math.inf
-                agent.act(obs)
-                agent.eps_l = eps_l
+                rejecting = agent.filter.for_evaluation()
+                rejecting.eps_l = -math.inf
+                agent.act(obs, lyapunov=rejecting)
     agent.audit.reset()
     return time.perf_counter() - t0
 

@@ -22,7 +22,8 @@ import torch
 import yaml
 
 from . import __version__
-from .agent import Agent, check_algo, resolve_device
+from .agent import check_algo, resolve_device
+from .algorithm import Algorithm, make_agent
 from .atomic import replace_atomically, write_atomic
 from .buffer import ReplayBuffer
 from .cmdp import EnvSpec, episode_cost_measure, load_spec, make_env
@@ -36,10 +37,10 @@ EVAL_COLUMNS = ["step", "return_mean", "return_std", "cost_mean", "cost_std",
                 "filtered_return_mean", "filtered_return_std", "filtered_cost_mean", "filtered_cost_std",
                 "filtered_rejected"]
 TIMING_COLUMNS = {"sps"}
-RESUMABLE_CHANGES = {"steps", "device", "threads", "compile"}  # what a resumed run may change
+RESUMABLE_CHANGES = {"steps", "device", "threads", "compile", "fast_paths"}  # what a resumed run may change
 CHECKPOINT_FORMAT = 2  # 2: one optimiser for the policy and the temperature (1: a separate alpha_opt)
 # hyperparameters added since, with the value that runs saved without them had
-LEGACY_DEFAULTS = {"lambda_units": "paper"}
+LEGACY_DEFAULTS = {"lambda_units": "paper", "fast_paths": True}
 
 
 class TrainingDiverged(RuntimeError):
@@ -144,7 +145,7 @@ def episode_seed(seed: int, episode: int) -> int:
     return (seed * 1_000_003 + episode) % (2**31)
 
 
-def evaluate(agent: Agent, env, spec: EnvSpec, gamma: float, episodes: int, seed: int,
+def evaluate(agent: Algorithm, env, spec: EnvSpec, gamma: float, episodes: int, seed: int,
              filtered: bool = False) -> dict:
     """Returns and costs (cost in the budget's kind) of the deterministic policy on a separate env.
 
@@ -153,16 +154,16 @@ def evaluate(agent: Agent, env, spec: EnvSpec, gamma: float, episodes: int, seed
     deployed policy of a filtered algorithm, Algorithm 3 from (mean, rho_0 = 0); its momentum noise
     after a rejection makes it stochastic. Its rejections are counted apart from training's.
     """
-    from .lyapunov import FilterAudit
-    audit = FilterAudit()
+    lyapunov = agent.filter.for_evaluation() if filtered else None  # neither the training's eps_L nor its audit
     returns, costs = [], []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
         if filtered:
-            agent.episode_start(obs, audit=audit)
+            agent.episode_start(obs, lyapunov)
         done, ret, step_costs = False, 0.0, []
         while not done:
-            obs, r, term, trunc, info = env.step(agent.act(obs, deterministic=True, filtered=filtered, audit=audit))
+            obs, r, term, trunc, info = env.step(agent.act(obs, deterministic=True, filtered=filtered,
+                                                           lyapunov=lyapunov))
             ret += float(r)
             step_costs.append(float(info["cost"]))
             done = term or trunc
@@ -171,24 +172,22 @@ def evaluate(agent: Agent, env, spec: EnvSpec, gamma: float, episodes: int, seed
     row = {"return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
            "cost_mean": float(np.mean(costs)), "cost_std": float(np.std(costs))}
     if filtered:
-        row["rejected"] = audit.rejected
+        row["rejected"] = lyapunov.audit.rejected
     return row
 
 
-def evaluation_row(agent: Agent, env, spec: EnvSpec, gamma: float, episodes: int, seed: int) -> dict:
+def evaluation_row(agent: Algorithm, env, spec: EnvSpec, gamma: float, episodes: int, seed: int) -> dict:
     """An eval.csv row: the unfiltered deterministic policy, and where the filter is on the same
     episode starts with it."""
     row = evaluate(agent, env, spec, gamma, episodes, seed)
     if agent.filter_on:
         # the filter's momentum noise from a generator of the evaluation's own seed: training's random
         # stream does not depend on when or how long it evaluates
-        eps_l = agent.eps_l  # the training episode's, restored after
         devices = [agent.device] if agent.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             filtered = evaluate(agent, env, spec, gamma, episodes, seed, True)
         row.update({f"filtered_{k}": v for k, v in filtered.items()})
-        agent.eps_l = eps_l
     return {**{c: "" for c in EVAL_COLUMNS if c != "step"}, **row}
 
 
@@ -213,7 +212,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
     low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
     constrained = spec.constrained
     budget = spec.budget.threshold if constrained else 0.0
-    agent = Agent.for_env(cfg, spec, env, device)
+    agent = make_agent(cfg, spec, env, device)
     buffer = ReplayBuffer(min(cfg.buffer_size, cfg.steps), agent.obs_dim, agent.act_dim, device)
 
     progress_log = CsvLog(out / "progress.csv", PROGRESS_COLUMNS)
@@ -251,9 +250,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
     summary = spec_summary(spec)
     config_doc = {**cfg.to_dict(), "spec": summary,
                   "budget": None if summary["budget"] is None else dict(summary["budget"]),  # a copy: no YAML alias
-                  "budget_discounted": agent.budget_discounted,
-                  "cost_critic": {"unit": agent.cost_unit, "offset": agent.cost_offset,
-                                  "filter_budget": agent.filter_budget},
+                  **agent.describe(),
                   "versions": package_versions(), "git_revision": git_revision(),
                   "command": command or " ".join(sys.argv)}
     write_atomic(out / "config.yaml", yaml.safe_dump(config_doc, sort_keys=False))
@@ -329,21 +326,18 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
             if terminated or truncated:
                 ep_cost = episode_cost_measure(ep_costs[:ep_len], spec.measure_kind, cfg.gamma)
                 # the multiplier follows the policy's cost: an episode with a uniform warm-up step is left out
-                lam = (agent.multiplier.episode_end(ep_cost, ep_len / spec.max_episode_steps)
-                       if ep_first >= cfg.learning_starts else agent.multiplier.value)
+                agent.episode_end(ep_cost, ep_len / spec.max_episode_steps, counts=ep_first >= cfg.learning_starts)
                 if not agent.healthy():
                     raise TrainingDiverged(f"NaN or infinite loss in episode {episode} (step {step})")
-                audit = agent.audit
+                logged = agent.log()
                 progress_log.append({
                     "step": step, "episode": episode, "return": ep_return, "cost": ep_cost, "length": ep_len,
-                    "violated": int(constrained and ep_cost > budget), "lambda": lam, "alpha": agent.alpha,
-                    "rejected": audit.rejected, "leapfrog_steps": audit.leapfrog_steps,
-                    "unsafe_fallbacks": audit.unsafe_fallbacks,
+                    "violated": int(constrained and ep_cost > budget), **logged,
                     "sps": ep_len / max(time.perf_counter() - ep_t0, 1e-9)})
                 episode += 1
                 if bar is not None:
-                    bar.set_postfix_str(f"ret {ep_return:.0f} cost {ep_cost:.3g}/{budget:.3g} lam {lam:.3g} "
-                                        f"rej {audit.rejected}", refresh=False)
+                    bar.set_postfix_str(f"ret {ep_return:.0f} cost {ep_cost:.3g}/{budget:.3g} "
+                                        f"lam {logged['lambda']:.3g} rej {logged['rejected']}", refresh=False)
                 if step >= next_checkpoint and step < cfg.steps:
                     checkpoint()
                     next_checkpoint = (step // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval

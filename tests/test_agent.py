@@ -72,39 +72,14 @@ def test_filter_decisions_do_not_depend_on_cost_scale():
                 net.layers[-1].weight[2] *= scale
                 net.layers[-1].bias[2] *= scale
         obs = np.zeros(3, dtype=np.float32)
-        agent.filter_budget = agent.cost_value(torch.zeros(1, 3), agent.actor_prev.mean_action(
+        agent.filter.budget = agent.cost_value(torch.zeros(1, 3), agent.actor_prev.mean_action(
             torch.zeros(1, 3))) + 0.05 / (1 - agent.cfg.gamma)  # eps_L = 0.05 in spec units
         agent.episode_start(obs)
         torch.manual_seed(5)
         for _ in range(30):
             agent.act(np.random.default_rng(0).normal(size=3).astype(np.float32))
-        decisions.append((round(agent.eps_l, 6), agent.audit.rejected, agent.audit.unsafe_fallbacks))
+        decisions.append((round(agent.filter.eps_l, 6), agent.audit.rejected, agent.audit.unsafe_fallbacks))
     assert decisions[0] == decisions[1]
-
-
-@pytest.mark.parametrize("lam", [0.0, 0.8])
-@pytest.mark.parametrize("tied", [False, True])
-def test_hand_written_q_lambda_gradient_equals_autograd(lam, tied):
-    """The chain's force uses q_lambda_at (no autograd): value and dQ_lambda/da equal autograd of
-    q_lambda, also where the twins tie (autograd's minimum gives each half the gradient)."""
-    agent = small_agent("sac-hpo", cost_scale=0.5)
-    obs, act = torch.randn(32, 3), torch.rand(32, 2) - 0.5
-    if tied:  # twin 2 = twin 1 but for its action weights; at a = 0 the values tie, the gradients differ
-        with torch.no_grad():
-            for layer in agent.critics.layers:
-                layer.weight[1].copy_(layer.weight[0])
-                layer.bias[1].copy_(layer.bias[0])
-            agent.critics.layers[0].weight[1, 3:] += torch.randn(2, 16)
-        act = torch.zeros(32, 2)
-    v, dv = agent.q_lambda_at(agent.critics, obs, lam)(act)
-    a = act.clone().requires_grad_(True)
-    v_ref = agent.q_lambda(agent.critics, obs, a, lam)
-    (dv_ref,) = torch.autograd.grad(v_ref.sum(), a)
-    torch.testing.assert_close(v, v_ref.detach(), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(dv, dv_ref, rtol=1e-5, atol=1e-6)
-    if tied:
-        q = agent.critics(obs, act)
-        assert bool((q[0] == q[1]).all())
 
 
 @pytest.mark.parametrize("target, direction", [(1e6, 1.0), (-1e6, -1.0)])
@@ -149,6 +124,43 @@ def test_cost_critic_target_in_lagrangian_units(offset, rate):
     y_cost = (b["cost"] - offset) * (0.5 / 4.0) + cfg.gamma * cont * qn[2]
     expected = sum(0.5 * (q[i] - y).pow(2).mean() for i, y in ((0, y_reward), (1, y_reward), (2, y_cost)))
     torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("floor", [False, True])
+def test_twin_cost_critics_learn_the_pessimistic_target(floor):
+    """cost_critics=2: both cost critics learn c + gamma max(Q_C1', Q_C2') (bootstrapped through
+    termination for a rate), clamped at a zero cost's value for ever with cost_floor; Q_C read by
+    the actor and the filter is the larger of the two."""
+    torch.manual_seed(0)
+    cfg = Config(algo="sac-lag", hidden=16, actor_hidden=16, cost_critics=2, cost_floor=floor)
+    agent = Agent(cfg, 3, -np.ones(2, np.float32), np.ones(2, np.float32), constrained=True, budget=2.0,
+                  budget_discounted=1.0, cost_unit=4.0, cost_offset=2.0, cost_rate=True)
+    assert agent.critics.members == 4
+    with torch.no_grad():  # the target cost twins far below a zero cost's value for ever: -0.5 / (1 - gamma) = -50
+        agent.critics_target.layers[-1].bias[2:] -= 1000.0
+    b = random_batch(8, 3, 2)
+    b["cost"] = torch.zeros(8)
+    alpha = torch.tensor(0.5)
+    torch.manual_seed(1)
+    loss = agent._critic_loss(b["obs"], b["act"], b["next_obs"], b["rew"], b["cost"], b["done"], alpha, 0.0)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        next_a, next_logp, _ = agent.sample(b["next_obs"], "gaussian", 0.0, alpha, 0.0)
+        qn = agent.critics_target(b["next_obs"], next_a)
+        q = agent.critics(b["obs"], b["act"])
+    y_reward = b["rew"] + cfg.gamma * (1 - b["done"]) * (torch.minimum(qn[0], qn[1]) - alpha * next_logp)
+    y_cost = -2.0 / 4.0 + cfg.gamma * torch.maximum(qn[2], qn[3])
+    if floor:
+        y_cost = y_cost.clamp(min=-0.5 / (1 - cfg.gamma))
+    assert bool((y_cost < -100).all()) != floor
+    expected = sum(0.5 * (q[i] - y).pow(2).mean() for i, y in ((0, y_reward), (1, y_reward), (2, y_cost), (3, y_cost)))
+    torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-4)
+    s, a = torch.randn(5, 3), torch.rand(5, 2) - 0.5
+    qt = agent.critics_target(s, a)
+    torch.testing.assert_close(agent.target_cost(s, a), torch.maximum(qt[2], qt[3]))
+    q_lam = agent.q_lambda(agent.critics, s, a, 0.5)
+    qo = agent.critics(s, a)
+    torch.testing.assert_close(q_lam, (torch.minimum(qo[0], qo[1]) - 0.5 * torch.maximum(qo[2], qo[3])) / 1.5)
 
 
 @pytest.mark.parametrize("algo, units, lagrange, normalized, adam_divides", [

@@ -85,7 +85,7 @@ def test_compiled_acting_picks_the_eager_actions(recompile_limit):
             agent.multiplier.value = lam
             agent.episode_start(states[0])
             if i % 2:
-                agent.eps_l = -1e6  # no candidate passes: the filter's kick and steps run K_max times
+                agent.filter.eps_l = -1e6  # no candidate passes: the filter's kick and steps run K_max times
             torch.manual_seed(200 + i)
             drawn = [agent.act(s) for s in states]
             unfiltered = [agent.act(s, deterministic=True, filtered=False) for s in states]
