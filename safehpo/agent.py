@@ -10,7 +10,9 @@ is off; fast.py holds the hand-written shortcuts and torch.compile, tested equal
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import math
 from dataclasses import dataclass
 
@@ -24,6 +26,7 @@ from .hamiltonian import CriticForce, GatedKick, leapfrog, make_kick, momentum_l
 from .lagrange import AdamLagrangian, CostUnits, make_multiplier
 from .lyapunov import FilterAudit, LyapunovFilter
 from .nets import CriticStack, SquashedGaussianActor
+from .random_stream import RandomStream
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def own_stream(method):
+    """The agent's method with the agent's random stream as torch's default (random_stream.py)."""
+    @functools.wraps(method)
+    def with_own_stream(self, *args, **kwargs):
+        with self.random:
+            return method(self, *args, **kwargs)
+    return with_own_stream
+
+
 def adam(params, lr: float) -> torch.optim.Optimizer:
     """Adam with the fused kernel (one kernel for all tensors; CPU and CUDA since torch 2.4), else foreach."""
     params = list(params)
@@ -105,14 +117,16 @@ class Agent:
         high = torch.as_tensor(act_high, dtype=torch.float32)
         self.act_low, self.act_high = act_low.astype(np.float32), act_high.astype(np.float32)
 
-        if self.algo.hamiltonian:  # the paper's base policy: one hidden layer
-            self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.base_hidden, 1, low, high)
-        else:
-            self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.actor_hidden, 2, low, high)
-        gated = "gated" in (self.algo.explore, self.algo.train)
-        self.gated = GatedKick(act_dim, obs_dim, cfg.gate_hidden, cfg.gate_state_input) if gated else None
-        self.cost_members = cfg.cost_critics if self.uses_cost else 0
-        self.critics = CriticStack(2 + self.cost_members, obs_dim, act_dim, cfg.hidden)
+        self.random = RandomStream(cfg.seed, self.device)  # every torch draw of the run (random_stream.py)
+        with self.random:
+            if self.algo.hamiltonian:  # the paper's base policy: one hidden layer
+                self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.base_hidden, 1, low, high)
+            else:
+                self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.actor_hidden, 2, low, high)
+            gated = "gated" in (self.algo.explore, self.algo.train)
+            self.gated = GatedKick(act_dim, obs_dim, cfg.gate_hidden, cfg.gate_state_input) if gated else None
+            self.cost_members = cfg.cost_critics if self.uses_cost else 0
+            self.critics = CriticStack(2 + self.cost_members, obs_dim, act_dim, cfg.hidden)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_prev = copy.deepcopy(self.actor).requires_grad_(False)  # pi_B of the filter
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.alpha_init)))
@@ -170,6 +184,15 @@ class Agent:
     @compiled.setter
     def compiled(self, value: bool) -> None:
         self._call.enabled = value
+
+    @contextlib.contextmanager
+    def drawing_from(self, stream: RandomStream):
+        """Meanwhile the agent draws from `stream` (an evaluation's), not from the run's."""
+        run_stream, self.random = self.random, stream
+        try:
+            yield
+        finally:
+            self.random = run_stream
 
     def describe(self) -> dict:
         """The budget's units, for the run's config.yaml (docs/multiplier.md)."""
@@ -284,6 +307,7 @@ class Agent:
                 "leapfrog_steps": self.audit.leapfrog_steps, "unsafe_fallbacks": self.audit.unsafe_fallbacks}
 
     @torch.no_grad()
+    @own_stream
     def act(self, obs: np.ndarray, deterministic: bool = False, filtered: bool | None = None,
             lyapunov: LyapunovFilter | None = None) -> np.ndarray:
         """One action for one state.
@@ -372,6 +396,7 @@ class Agent:
         return a
 
     # ---- learning -----------------------------------------------------------------------------
+    @own_stream
     def update(self, batch: dict[str, torch.Tensor]) -> None:
         """One gradient step of critics, policy (+ leapfrog nets) and temperature; Polyak targets."""
         cfg, lam = self.cfg, self.multiplier.value

@@ -28,6 +28,7 @@ from .atomic import replace_atomically, write_atomic
 from .buffer import ReplayBuffer
 from .cmdp import EnvSpec, episode_cost_measure, load_spec, make_env
 from .config import Config, ConfigError, validate, writable_folder
+from .random_stream import RandomStream
 
 PROGRESS_COLUMNS = ["step", "episode", "return", "cost", "length", "violated", "lambda", "alpha",
                     "rejected", "leapfrog_steps", "unsafe_fallbacks", "sps"]
@@ -181,11 +182,9 @@ def evaluation_row(agent: Algorithm, env, spec: EnvSpec, gamma: float, episodes:
     episode starts with it."""
     row = evaluate(agent, env, spec, gamma, episodes, seed)
     if agent.filter_on:
-        # the filter's momentum noise from a generator of the evaluation's own seed: training's random
+        # the filter's momentum noise from a stream of the evaluation's own seed: training's random
         # stream does not depend on when or how long it evaluates
-        devices = [agent.device] if agent.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+        with agent.drawing_from(RandomStream(seed, agent.device)):
             filtered = evaluate(agent, env, spec, gamma, episodes, seed, True)
         row.update({f"filtered_{k}": v for k, v in filtered.items()})
     return {**{c: "" for c in EVAL_COLUMNS if c != "step"}, **row}
@@ -206,8 +205,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
     device = resolve_device(cfg.device)
     keep_freed_memory()
     torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)  # numpy's draws of the run; torch's are the agent's (random_stream.py)
     env, eval_env = make_env(spec), make_env(spec)
     low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
     constrained = spec.constrained
@@ -237,9 +235,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
         agent.load_state_dict(state["agent"])
         buffer.load_state_dict(state["buffer"])
         rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"])
+        agent.random.load_state_dict({"cpu": state["torch_rng"], "cuda": state.get("cuda_rng")})
         step, episode, n_evals, wall_before = state["step"], state["episode"], state["evals"], state["wall_seconds"]
         progress_log.truncate(state["progress_rows"])
         eval_log.truncate(state["eval_rows"])
@@ -263,8 +259,8 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
     def checkpoint() -> None:
         save_checkpoint(ckpt_path, {
             "format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "agent": agent.state_dict(), "buffer": buffer.state_dict(),
-            "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+            "numpy_rng": rng.bit_generator.state, "torch_rng": agent.random.cpu.get_state(),
+            "cuda_rng": agent.random.cuda.get_state() if agent.random.cuda is not None else None,
             "step": step, "episode": episode, "evals": n_evals,
             "wall_seconds": wall_before + time.perf_counter() - t_start,
             "progress_rows": progress_log.rows, "eval_rows": eval_log.rows,

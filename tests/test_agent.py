@@ -172,3 +172,36 @@ def test_twin_cost_critics_learn_the_pessimistic_target(floor):
 def test_which_objective_is_divided_by_one_plus_lambda(algo, units, lagrange, normalized, adam_divides):
     agent = small_agent(algo, lambda_units=units, lagrange=lagrange)
     assert (agent.normalized, agent.adam_divides) == (normalized, adam_divides)
+
+
+def test_an_agent_draws_from_its_own_random_stream():
+    """Two sac-hpo agents (seeds 0 and 1) stepped in turn in one process, with other draws from
+    torch's global generator in between, initialise, learn and act exactly as each does alone."""
+    torch.manual_seed(7)
+    batches = [random_batch(32, 3, 2) for _ in range(3)]
+    obs = np.array([0.1, -0.2, 0.3], dtype=np.float32)
+
+    def step(agent):
+        agent.update(batches[len(agent.trace)])
+        agent.trace.append((agent.act(obs), agent.actor.head.weight.detach().clone()))
+
+    alone = []
+    for seed in (0, 1):
+        agent = small_agent("sac-hpo", seed=seed)
+        agent.trace = []
+        for _ in batches:
+            step(agent)
+        alone.append(agent.trace)
+    torch.manual_seed(123)
+    together = [small_agent("sac-hpo", seed=seed) for seed in (0, 1)]
+    for agent in together:
+        agent.trace = []
+    for _ in batches:
+        for agent in together:
+            torch.rand(5)  # another user of torch's generator
+            step(agent)
+    for mine, theirs in zip(alone, together):
+        for (a1, w1), (a2, w2) in zip(mine, theirs.trace):
+            np.testing.assert_array_equal(a1, a2)
+            assert torch.equal(w1, w2)
+    assert not np.array_equal(alone[0][0][0], alone[1][0][0])  # the seeds differ
