@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import subprocess
 import sys
 import textwrap
@@ -79,6 +80,12 @@ def compare(a: Path, b: Path) -> int:
     differ = 0
     for folder, _, _ in runs():
         verdicts = []
+        states = [json.loads((d / folder / "status.json").read_text())["state"]
+                  if (d / folder / "status.json").exists() else "missing" for d in (a, b)]
+        if states != ["done", "done"]:
+            print(f"{folder:32s} not finished in both ({states[0]}, {states[1]})")
+            differ += 1
+            continue
         for name in ("progress.csv", "eval.csv"):
             pa, pb = a / folder / name, b / folder / name
             if not (pa.exists() and pb.exists()):
