@@ -328,7 +328,7 @@ def cmd_speed(args) -> int:
     print(format_table(results))
     print(f"floor ms = GFLOP/update at {gflops:.0f} GFLOP/s, this device's measured rate for the critic stack's "
           f"[3, 256, 256] x [3, 256, 256] batched matmul")
-    from .train import git_revision, package_versions
+    from .runfolder import git_revision, package_versions
     doc = {"machine": machine_info(device), "torch": str(torch.__version__), "versions": package_versions(),
            "git_revision": git_revision(),
            "threads": configs[0].threads, "device": str(device), "matmul_gflops": gflops,

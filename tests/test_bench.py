@@ -20,7 +20,8 @@ from safehpo import bench
 from safehpo.bench import expand, load_suite, resolve, run_grid, suite_names
 from safehpo.cli import main
 from safehpo.config import Config, ConfigError, apply_overrides
-from safehpo.train import TIMING_COLUMNS, train
+from safehpo.runfolder import TIMING_COLUMNS
+from safehpo.train import train
 
 RUN_FILES = ["checkpoint.pt", "config.yaml", "eval.csv", "progress.csv", "status.json"]
 TINY_SETS = [s for s in TINY if s.split("=")[0] not in ("eval_interval", "eval_episodes", "checkpoint_interval",
