@@ -17,7 +17,8 @@ import time
 
 import torch
 
-from safehpo.agent import Agent, resolve_device
+from safehpo.agent import Agent
+from safehpo.config import resolve_device
 from safehpo.cmdp import load_spec, make_env
 from safehpo.config import Config
 from safehpo.speed import compile_update

@@ -49,7 +49,7 @@ def write_spec(folder: Path, name: str) -> Path:
 
 def runs() -> list[tuple[str, str, list[str]]]:
     """(folder name, spec name, extra --set values) of every run."""
-    from safehpo.agent import ALGOS
+    from safehpo.algos import ALGOS
     out = [(f"{algo}-{spec}", spec, ["compile=never"]) for algo in ALGOS for spec in SPECS]
     out.append(("sac-lag-torque-paper-units", "torque", ["compile=never", "lambda_units=paper"]))
     out.append(("sac-hpo-torque-compiled", "torque", ["compile=always"]))

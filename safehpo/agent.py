@@ -3,81 +3,30 @@
 The readable reference of the family's losses, update step and acting: one `Agent` serves every
 algorithm of the table below (an algorithm is a row of data, not a subclass), and implements
 the interface the training loop uses (algorithm.Algorithm). Critics are one `CriticStack`:
-members 0, 1 are the twin reward critics, members 2.. the cost critics (`cost_critics` of them: one,
-or twins whose larger value is Q_C; none when the algorithm or the env has no cost). Every gradient here comes from autograd where `fast_paths`
-is off; fast.py holds the hand-written shortcuts and torch.compile, tested equal to this code.
+members 0, 1 are the twin reward critics, members 2.. the cost critics (`cost_critics` of them:
+one, or twins whose larger value is Q_C; none when the algorithm or the env has no cost). Every
+gradient here comes from autograd where `fast_paths` is off; fast.py holds the hand-written
+shortcuts and torch.compile, tested equal to this code.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import fast
+from .algos import ALGOS
 from .config import Config
 from .hamiltonian import CriticForce, GatedKick, leapfrog, make_kick, momentum_log_prob, run_chain
 from .lagrange import AdamLagrangian, CostUnits, make_multiplier
 from .lyapunov import FilterAudit, LyapunovFilter
 from .nets import CriticStack, SquashedGaussianActor
-from .random_stream import RandomStream
-
-
-@dataclass(frozen=True)
-class Algo:
-    explore: str        # gaussian | gated | conventional: how actions are drawn when acting
-    train: str          # gaussian | gated | conventional: the policy the actor loss optimises
-    filter: bool        # Lyapunov filter when acting (in constrained envs)
-    multiplier: str     # none | lagrange (cfg.lagrange: paper, pid, adam) | pid
-    momentum: bool = True
-    summary: str = ""
-
-    @property
-    def hamiltonian(self) -> bool:
-        return self.explore != "gaussian" or self.train != "gaussian"
-
-
-ALGOS: dict[str, Algo] = {
-    "sac": Algo("gaussian", "gaussian", False, "none", summary="SAC, cost ignored"),
-    "sac-lag": Algo("gaussian", "gaussian", False, "lagrange", summary="SAC-Lagrangian"),
-    "sac-pid": Algo("gaussian", "gaussian", False, "pid", summary="SAC with a PID-Lagrangian multiplier"),
-    "sac-hpo": Algo("gated", "gated", True, "lagrange", summary="Hamiltonian policy: gated HMC, Lyapunov filter"),
-    "hpo-conv": Algo("conventional", "conventional", True, "lagrange", summary="conventional leapfrog, Lyapunov filter"),
-    "hpo-explore": Algo("conventional", "gaussian", True, "lagrange", summary="HMC for exploration only"),
-    "hpo-train": Algo("gaussian", "gated", False, "lagrange", summary="gated HMC in the loss only, no filter"),
-    "hpo-nomomentum": Algo("gated", "gated", True, "lagrange", momentum=False, summary="gated chain with rho = 0"),
-}
-
-
-def check_algo(name: str, where: str) -> None:
-    """An algorithm name must be a row of ALGOS (one-line ConfigError naming `where`)."""
-    if name not in ALGOS:
-        from .config import ConfigError
-        raise ConfigError(f"{where}: unknown algorithm '{name}' (known: {', '.join(ALGOS)})")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        from .config import ConfigError
-        raise ConfigError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    return torch.device(name)
-
-
-def own_stream(method):
-    """The agent's method with the agent's random stream as torch's default (random_stream.py)."""
-    @functools.wraps(method)
-    def with_own_stream(self, *args, **kwargs):
-        with self.random:
-            return method(self, *args, **kwargs)
-    return with_own_stream
+from .random_stream import RandomStream, own_stream
 
 
 def adam(params, lr: float) -> torch.optim.Optimizer:
@@ -152,7 +101,7 @@ class Agent:
         self._actor_prev_params = list(self.actor_prev.parameters())
         self.fast = cfg.fast_paths and not cfg.second_order  # fast.py's hand-written force and Q reuse
         # every function that may run compiled (fast.Compiler), called through self._call
-        self._call = fast.Compiler(fast.compiles(cfg, self.device, self.algo.train != "gaussian"), self.device,
+        self._call = fast.Compiler(fast.compiles(cfg, self.device), self.device,
                                    (self._critic_loss, self._actor_loss, self._explore, self._refined_mean,
                                     self._filter_start, self._filter_start_mean, self._filter_step))
 

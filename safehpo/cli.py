@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import Config, ConfigError, apply_overrides, validate
+from .runfolder import ACTIONS_FILE, CHECKPOINT_FILE, seed_folder
 
 EXIT_USAGE = 2
 
@@ -52,7 +53,7 @@ def cmd_envs(args) -> int:
 
 
 def cmd_algos(args) -> int:
-    from .agent import ALGOS
+    from .algos import ALGOS
     print(f"{'name':<16}{'explore':<14}{'train':<14}{'filter':<8}{'multiplier':<12}summary")
     for name, a in ALGOS.items():
         explore = a.explore + ("" if a.momentum else " (rho=0)")
@@ -65,7 +66,7 @@ def cmd_algos(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .agent import check_algo
+    from .algos import check_algo
     from .cmdp import load_spec
     from .train import train
     check_algo(args.algo, "--algo")
@@ -77,12 +78,49 @@ def cmd_train(args) -> int:
                                            "device": "--device"})
     cfg = apply_overrides(cfg, args.set or [])
     validate(cfg, "train")
-    out = Path(args.out) if args.out else Path("runs") / spec.id / args.algo / f"seed-{args.seed}"
-    if args.resume and not (out / "checkpoint.pt").exists():
+    out = Path(args.out) if args.out else Path("runs") / spec.id / args.algo / seed_folder(args.seed)
+    if args.resume and not (out / CHECKPOINT_FILE).exists():
         print(f"safehpo: '{out}' holds no checkpoint yet: starting the run from the beginning", file=sys.stderr)
     result = train(cfg, out, resume=args.resume, progress=not args.quiet,
                    command="safehpo " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     print(f"{result.state}: {result.steps} steps, {result.episodes} episodes in {result.wall_seconds:.0f} s -> {out}")
+    return 0
+
+
+def _bench_folder(args) -> Path:
+    """`plot` and `audit`'s DIR: a bench's --out folder or one of its env folders, with runs in it."""
+    from .runrecord import find_env_dirs
+    path = Path(args.dir)
+    if not path.exists():
+        raise ConfigError(f"{args.command} {path}: does not exist")
+    if not path.is_dir():
+        raise ConfigError(f"{args.command} {path}: not a folder (give a bench's --out folder or one of its env folders)")
+    if not find_env_dirs(path):
+        raise ConfigError(f"{args.command} {path}: no runs found (expected <env>/<algo>/seed-<n>/ "
+                          "folders in it or in its subfolders)")
+    return path
+
+
+def cmd_plot(args) -> int:
+    """Write summary.csv, audit.csv, the figures and report.md of every environment folder."""
+    from .aggregate import aggregate_all
+    for p in aggregate_all(_bench_folder(args)):
+        print(p)
+    return 0
+
+
+def cmd_audit(args) -> int:
+    """Print the rejected-action table per algorithm."""
+    from .audit import format_audit
+    print(format_audit(_bench_folder(args)))
+    return 0
+
+
+def cmd_plot_actions(args) -> int:
+    """Write the actions figure of one run folder and print its path."""
+    from .actions import plot_actions
+    print(plot_actions(args.run_dir, state_index=args.state_index, dims=args.dims,
+                       samples=args.samples, out=args.out))
     return 0
 
 
@@ -124,9 +162,27 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
-    from . import bench, plots, speed  # each adds its own subcommands
-    for module in (bench, speed, plots):
+    from . import bench, speed  # each adds its own subcommand
+    for module in (bench, speed):
         module.register_cli(sub)
+
+    pl = sub.add_parser("plot", help="redraw figures and rewrite summary.csv, audit.csv, report.md")
+    pl.add_argument("dir", help="an environment folder of a bench (OUT/<env>) or a folder of them")
+    pl.set_defaults(func=cmd_plot)
+    au = sub.add_parser("audit", help="print the Lyapunov filter's rejected-action table")
+    au.add_argument("dir", help="an environment folder of a bench (OUT/<env>) or a folder of them")
+    au.set_defaults(func=cmd_audit)
+    pa = sub.add_parser("plot-actions", help="scatter base-policy and Hamiltonian-chain actions at one "
+                        "state over Q_lambda (the paper's Fig. 7)")
+    pa.add_argument("run_dir", help="a run folder (the --out of `safehpo train`: config.yaml, checkpoint.pt)")
+    pa.add_argument("--state-index", type=_non_negative_int, default=0, metavar="N",
+                    help="the state N random steps into the episode reset with the run's seed "
+                    "(default 0: its first state)")
+    pa.add_argument("--dims", default=None, metavar="I,J",
+                    help="the two action dims to plot (default: the two the chain moves most)")
+    pa.add_argument("--samples", type=_positive_int, default=1000, help="actions drawn per policy (default 1000)")
+    pa.add_argument("--out", default=None, metavar="FILE", help=f"PNG to write (default RUN_DIR/{ACTIONS_FILE})")
+    pa.set_defaults(func=cmd_plot_actions)
     return p
 
 

@@ -236,3 +236,13 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str], where: s
             raise ConfigError(f"{where}: unknown hyperparameter '{key}' (see `safehpo algos --params`)")
         changes[key] = _coerce(key, _TYPES[key], value, where)
     return validate(cfg.replace(**changes), where)
+
+
+def resolve_device(name: str):
+    """The torch.device of `--device` (auto: CUDA where there is one); ConfigError for cuda without one."""
+    import torch
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return torch.device(name)

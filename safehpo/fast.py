@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from .algos import ALGOS
 from .config import Config
 from .nets import affine
 
@@ -120,7 +121,7 @@ def q_lambda_and_grad(critics, obs: torch.Tensor, members: slice, cost_coef, nor
 COMPILE_MIN_UPDATES = 20_000
 
 
-def compiles(cfg: Config, device: torch.device, hamiltonian_loss: bool) -> bool:
+def compiles(cfg: Config, device: torch.device) -> bool:
     """Whether a run compiles its losses and acting (cfg.compile: auto | always | never).
 
     auto: a Hamiltonian training loss on CPU or CUDA in a run long enough to repay the compile.
@@ -128,7 +129,7 @@ def compiles(cfg: Config, device: torch.device, hamiltonian_loss: bool) -> bool:
     run time (the Compiler then goes eager, with its one line)."""
     if cfg.compile != "auto":
         return cfg.compile == "always"
-    return (hamiltonian_loss and device.type in ("cpu", "cuda") and not cfg.second_order
+    return (ALGOS[cfg.algo].train != "gaussian" and device.type in ("cpu", "cuda") and not cfg.second_order
             and cfg.steps - cfg.learning_starts >= COMPILE_MIN_UPDATES)
 
 

@@ -12,6 +12,8 @@ a numpy Generator owned by the run (train.py).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
@@ -51,3 +53,12 @@ class RandomStream:
         self.cpu.set_state(state["cpu"])
         if self.cuda is not None and state.get("cuda") is not None:
             self.cuda.set_state(state["cuda"])
+
+
+def own_stream(method):
+    """A method of an object with a `random` RandomStream (the agent), run inside that stream."""
+    @functools.wraps(method)
+    def with_own_stream(self, *args, **kwargs):
+        with self.random:
+            return method(self, *args, **kwargs)
+    return with_own_stream

@@ -36,10 +36,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .agent import ALGOS, Agent, check_algo, resolve_device
+from .agent import Agent
+from .algos import ALGOS, check_algo
 from .buffer import ReplayBuffer
 from .cmdp import EnvSpec, episode_cost_measure, load_spec, make_env
-from .config import Config, ConfigError, apply_overrides, parse_int
+from .config import Config, ConfigError, apply_overrides, parse_int, resolve_device
 
 DEFAULT_ALGOS = ("sac", "sac-lag", "sac-hpo")
 DEFAULT_K = (1, 3, 5)
@@ -328,7 +329,7 @@ def cmd_speed(args) -> int:
     print(format_table(results))
     print(f"floor ms = GFLOP/update at {gflops:.0f} GFLOP/s, this device's measured rate for the critic stack's "
           f"[3, 256, 256] x [3, 256, 256] batched matmul")
-    from .train import git_revision, package_versions
+    from .runfolder import git_revision, package_versions
     doc = {"machine": machine_info(device), "torch": str(torch.__version__), "versions": package_versions(),
            "git_revision": git_revision(),
            "threads": configs[0].threads, "device": str(device), "matmul_gflops": gflops,

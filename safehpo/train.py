@@ -7,11 +7,6 @@ they had at the checkpoint and every later episode is recomputed exactly once.
 
 from __future__ import annotations
 
-import csv
-import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -21,98 +16,25 @@ import numpy as np
 import torch
 import yaml
 
-from . import __version__
-from .agent import check_algo, resolve_device
+from . import runfolder
+from .algos import check_algo
 from .algorithm import Algorithm, make_agent
-from .atomic import replace_atomically, write_atomic
+from .atomic import write_atomic
 from .buffer import ReplayBuffer
 from .cmdp import EnvSpec, episode_cost_measure, load_spec, make_env
-from .config import Config, ConfigError, validate, writable_folder
+from .config import Config, ConfigError, resolve_device, validate, writable_folder
 from .random_stream import RandomStream
+from .runfolder import (EVAL_COLUMNS, PROGRESS_COLUMNS, CsvLog, git_revision, package_versions, save_checkpoint,
+                        spec_summary)
 
-PROGRESS_COLUMNS = ["step", "episode", "return", "cost", "length", "violated", "lambda", "alpha",
-                    "rejected", "leapfrog_steps", "unsafe_fallbacks", "sps"]
-EVAL_COLUMNS = ["step", "return_mean", "return_std", "cost_mean", "cost_std",
-                # the same episodes' starts with the Lyapunov filter on (the deployed policy of a
-                # filtered algorithm; empty for the others) and the actions it rejected
-                "filtered_return_mean", "filtered_return_std", "filtered_cost_mean", "filtered_cost_std",
-                "filtered_rejected"]
-TIMING_COLUMNS = {"sps"}
 RESUMABLE_CHANGES = {"steps", "device", "threads", "compile", "fast_paths"}  # what a resumed run may change
 CHECKPOINT_FORMAT = 2  # 2: one optimiser for the policy and the temperature (1: a separate alpha_opt)
 # hyperparameters added since, with the value that runs saved without them had
-LEGACY_DEFAULTS = {"lambda_units": "paper", "fast_paths": True}
+LEGACY_DEFAULTS = {"lambda_units": "paper", "fast_paths": True, "cost_critics": 1, "cost_floor": False}
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite."""
-
-
-# ---- atomic files -----------------------------------------------------------------------------
-def save_checkpoint(path: Path, state: dict) -> None:
-    replace_atomically(path, lambda tmp: torch.save(state, tmp))
-
-
-class CsvLog:
-    """Append-only CSV with a header; `truncate(n)` keeps the header and the first n rows."""
-
-    def __init__(self, path: Path, columns: list[str]):
-        self.path, self.columns = path, columns
-        if not path.exists() or path.stat().st_size == 0:
-            write_atomic(path, ",".join(columns) + "\n")
-        self.rows = self._count()
-
-    def _count(self) -> int:
-        with open(self.path) as f:
-            return max(0, sum(1 for line in f if line.endswith("\n")) - 1)
-
-    def truncate(self, n: int) -> None:
-        with open(self.path) as f:
-            lines = [line for line in f if line.endswith("\n")]
-        write_atomic(self.path, "".join(lines[: n + 1]))
-        self.rows = n
-
-    def append(self, row: dict) -> None:
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f, lineterminator="\n").writerow([_fmt(row[c]) for c in self.columns])
-            f.flush()
-            os.fsync(f.fileno())
-        self.rows += 1
-
-
-def _fmt(x) -> str:
-    if isinstance(x, float):
-        return f"{x:.6g}"
-    return str(x)
-
-
-# ---- provenance -------------------------------------------------------------------------------
-def git_revision() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-        rev = out.stdout.strip()
-        if rev:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                   cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5).stdout
-            return rev + ("-dirty" if dirty.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return None
-
-
-def package_versions() -> dict[str, str]:
-    import gymnasium
-    import mujoco
-    return {"safehpo": __version__, "python": platform.python_version(), "torch": str(torch.__version__),
-            "gymnasium": str(gymnasium.__version__), "mujoco": str(mujoco.__version__), "numpy": str(np.__version__)}
-
-
-def spec_summary(spec: EnvSpec) -> dict:
-    return {"id": spec.id, "base": spec.base, "kwargs": dict(spec.kwargs),
-            "cost": {"kind": spec.cost.kind, "params": dict(spec.cost.params)},
-            "budget": None if spec.budget is None else {"threshold": spec.budget.threshold, "kind": spec.budget.kind},
-            "max_episode_steps": spec.max_episode_steps, "path": spec.path}
 
 
 # ---- one run ----------------------------------------------------------------------------------
@@ -198,7 +120,6 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
     spec = load_spec(cfg.env)
     out = writable_folder(out, "--out")
     ckpt_path = out / "checkpoint.pt"
-    status_path = out / "status.json"
     if not resume and ((out / "progress.csv").exists() or ckpt_path.exists()):
         raise ConfigError(f"--out: '{out}' already holds a run (add --resume to continue it, or pick another --out)")
 
@@ -252,9 +173,8 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
     write_atomic(out / "config.yaml", yaml.safe_dump(config_doc, sort_keys=False))
 
     def write_status(state: str, reason: str | None = None) -> None:
-        write_atomic(status_path, json.dumps({"state": state, "reason": reason, "steps_done": step,
-                                              "wall_seconds": round(wall_before + time.perf_counter() - t_start, 2),
-                                              "compiled": agent.compiled}))  # update and acting through torch.compile
+        runfolder.write_status(out, state, reason, step, round(wall_before + time.perf_counter() - t_start, 2),
+                               compiled=agent.compiled)  # update and acting through torch.compile
 
     def checkpoint() -> None:
         save_checkpoint(ckpt_path, {

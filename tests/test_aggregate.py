@@ -1,6 +1,6 @@
 """Aggregation of a bench's runs: bootstrap CIs, summary.csv, audit.csv, report.md.
 
-`make_bench` writes a small synthetic bench (the layout of docs/outputs.md); test_plots.py
+`make_bench` writes a small synthetic bench (the layout of docs/outputs.md); test_figures.py
 reuses it.
 """
 
@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 import yaml
 
-from safehpo import aggregate
-from safehpo.aggregate import (
-    AUDIT_COLUMNS, SUMMARY_COLUMNS, aggregate_all, audit_table, bootstrap_ci, bootstrap_ci_curve,
-    collect_runs, find_env_dirs, format_audit, summarise, write_audit, write_report, write_summary,
-)
+from safehpo import audit, runrecord
+from safehpo.aggregate import aggregate_all
+from safehpo.audit import AUDIT_COLUMNS, audit_table, format_audit, write_audit
+from safehpo.bootstrap import bootstrap_ci, bootstrap_ci_curve
+from safehpo.report import write_report
+from safehpo.runrecord import collect_runs, find_env_dirs
+from safehpo.summary import SUMMARY_COLUMNS, algo_table, final_mean, summarise, write_summary
 
 PROGRESS_HEADER = "step,episode,return,cost,length,violated,lambda,alpha,rejected,leapfrog_steps,unsafe_fallbacks,sps"
 EVAL_HEADER = ("step,return_mean,return_std,cost_mean,cost_std,filtered_return_mean,filtered_return_std,"
@@ -188,9 +190,9 @@ def test_summary_numbers_on_hand_made_csv(tmp_path):
 
 
 def test_final_mean_takes_at_least_the_last_episode():
-    assert aggregate.final_mean(np.array([1.0, 2.0, 9.0])) == 9.0          # 10% of 3 -> 1
-    assert aggregate.final_mean(np.arange(15.0)) == pytest.approx(13.5)   # 10% of 15 -> 2
-    assert aggregate.final_mean(np.array([])) is None
+    assert final_mean(np.array([1.0, 2.0, 9.0])) == 9.0          # 10% of 3 -> 1
+    assert final_mean(np.arange(15.0)) == pytest.approx(13.5)   # 10% of 15 -> 2
+    assert final_mean(np.array([])) is None
 
 
 def test_failed_and_empty_runs_are_listed_not_crashing(tmp_path):
@@ -213,7 +215,7 @@ def test_failed_and_empty_runs_are_listed_not_crashing(tmp_path):
     assert rows[("sac-lag", "8")]["final_cost"] == ""
     assert rows[("sac-lag", "9")]["final_return"] == "2" and rows[("sac-lag", "9")]["steps"] == "100"
     # the failed run stays out of the per-algorithm means
-    table = {a["algo"]: a for a in aggregate.algo_table(summarise(tmp_path))}
+    table = {a["algo"]: a for a in algo_table(summarise(tmp_path))}
     assert table["sac-hpo"]["seeds"] == 2 and table["sac-hpo"]["usable"] == 1
     assert table["sac-hpo"]["failed"] == 1
 
@@ -245,7 +247,7 @@ def test_audit_buckets_sum_to_run_totals(tmp_path):
     assert rows and set(rows[0]) == set(AUDIT_COLUMNS)
     for run in runs:
         mine = [r for r in rows if (r["algo"], r["seed"]) == (run.algo, run.seed)]
-        assert 1 <= len(mine) <= aggregate.AUDIT_BUCKETS
+        assert 1 <= len(mine) <= audit.AUDIT_BUCKETS
         assert [r["step"] for r in mine] == sorted(r["step"] for r in mine)
         for key in ("rejected", "leapfrog_steps", "unsafe_fallbacks"):   # spread, not lost
             assert sum(r[key] for r in mine) == pytest.approx(run.column(key).sum())
@@ -271,7 +273,7 @@ def test_audit_bucket_edges(tmp_path):
 def test_format_audit_table(tmp_path):
     make_bench(tmp_path)
     text = format_audit(tmp_path)
-    totals = {t["algo"]: t for t in aggregate.audit_totals(collect_runs(tmp_path))}
+    totals = {t["algo"]: t for t in audit.audit_totals(collect_runs(tmp_path))}
     assert "sac-hpo" in text and "sac-lag" in text and "per 1k steps" in text
     assert str(totals["sac-hpo"]["rejected"]) in text
     assert totals["sac-lag"]["rejected"] == 0 and totals["sac-lag"]["leapfrog_per_rejection"] is None
@@ -294,7 +296,7 @@ def test_report_contents(tmp_path):
     assert "safehpo bench --env toy-velocity --seeds 3" in text
     assert "last 10% of training episodes" in text
     summary = summarise(tmp_path)
-    for a in aggregate.algo_table(summary):   # per-algo mean and CI in the table (3 seeds)
+    for a in algo_table(summary):   # per-algo mean and CI in the table (3 seeds)
         stat = a["final_return"]
         assert stat.has_ci and stat.low <= stat.mean <= stat.high
         assert f"{stat.mean:.1f} [{stat.low:.1f}, {stat.high:.1f}]" in text
@@ -342,7 +344,7 @@ def table_row(body: str, algo: str) -> list[str]:
 
 
 def by_hand(run_dir: Path) -> dict:
-    """A run's headline numbers straight from its CSV files (independent of safehpo.aggregate)."""
+    """A run's headline numbers straight from its CSV files (independent of safehpo.summary)."""
     progress = read_csv(run_dir / "progress.csv")
     evals = read_csv(run_dir / "eval.csv")
     costs = [float(r["cost"]) for r in progress]
@@ -471,7 +473,7 @@ def test_unfinished_runs_are_not_averaged(tmp_path):
     write_run(tmp_path, "sac-pid", 0, [dict(step=500, episode=0, length=500, cost=12.0, **{"return": 3.0})],
               steps=20_000, status={"state": "interrupted", "reason": "stopped", "steps_done": 600})
     summary = summarise(tmp_path)
-    table = {a["algo"]: a for a in aggregate.algo_table(summary)}
+    table = {a["algo"]: a for a in algo_table(summary)}
     hpo = table["sac-hpo"]
     assert (hpo["seeds"], hpo["done"], hpo["usable"], hpo["partial"]) == (4, 3, 3, False)
     done = [r for r in summarise(tmp_path) if r["algo"] == "sac-hpo" and r["status"] == "done"]
@@ -500,14 +502,14 @@ def test_custom_spec_is_titled_by_its_id(tmp_path):
     write_run(tmp_path, "sac-hpo", 0, [dict(step=100, episode=0, length=100, cost=1.0)],
               env=spec_path, budget=None, config=config,
               status={"state": "done", "reason": None, "steps_done": 100})
-    assert aggregate.env_name(tmp_path) == "cheetah-custom"
+    assert runrecord.env_name(tmp_path) == "cheetah-custom"
     text = write_report(tmp_path).read_text()
     assert text.startswith("# cheetah-custom\n")
     assert spec_path not in text.splitlines()[0]
     assert format_audit(tmp_path).startswith("cheetah-custom (budget 5 (sum per episode))")
     # without a spec entry, a path's file name (not the path)
     write_run(tmp_path / "old", "sac", 0, [dict(step=100, episode=0, length=100)], env=spec_path)
-    assert aggregate.env_name(tmp_path / "old") == "my-cheetah"
+    assert runrecord.env_name(tmp_path / "old") == "my-cheetah"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -16,11 +16,14 @@ import pytest
 import yaml
 
 from conftest import TINY, write_spec
-from safehpo import bench
-from safehpo.bench import expand, load_suite, resolve, run_grid, suite_names
+from safehpo import backends, grid
+from safehpo.bench import run_grid
 from safehpo.cli import main
 from safehpo.config import Config, ConfigError, apply_overrides
-from safehpo.train import TIMING_COLUMNS, train
+from safehpo.grid import expand
+from safehpo.runfolder import TIMING_COLUMNS
+from safehpo.suite import load_suite, resolve, suite_names
+from safehpo.train import train
 
 RUN_FILES = ["checkpoint.pt", "config.yaml", "eval.csv", "progress.csv", "status.json"]
 TINY_SETS = [s for s in TINY if s.split("=")[0] not in ("eval_interval", "eval_episodes", "checkpoint_interval",
@@ -235,7 +238,7 @@ def test_any_exception_of_a_run_is_recorded_not_raised(speed_spec, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    outcome = bench.run_one(cfg.to_dict(), str(run_dir))
+    outcome = grid.run_one(cfg.to_dict(), str(run_dir))
     status = json.loads((run_dir / "status.json").read_text())
     assert outcome["state"] == status["state"] == "failed"
     assert outcome["reason"] == status["reason"] and "\n" not in status["reason"] and "Error" in status["reason"]
@@ -243,10 +246,10 @@ def test_any_exception_of_a_run_is_recorded_not_raised(speed_spec, tmp_path):
 
 @pytest.mark.slow
 def test_a_crashed_worker_is_recorded_as_failed(tmp_path):
-    run = bench.Run("e", "sac", 0, Config(), tmp_path)
+    run = grid.Run("e", "sac", 0, Config(), tmp_path)
     (tmp_path / "status.json").write_text(json.dumps({"state": "running", "reason": None, "steps_done": 100,
                                                       "wall_seconds": 3.0}))
-    outcome = bench._local_outcome(run, -signal.SIGKILL)
+    outcome = backends._local_outcome(run, -signal.SIGKILL)
     assert outcome.state == "failed" and "SIGKILL" in outcome.reason
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["state"] == "failed" and "SIGKILL" in status["reason"] and status["steps_done"] == 100
@@ -261,12 +264,12 @@ def test_a_run_folder_in_use_is_not_touched(speed_spec, tmp_path):
     fd = os.open(run_dir, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
-        outcome = bench.run_one(cfg.to_dict(), str(run_dir))
+        outcome = grid.run_one(cfg.to_dict(), str(run_dir))
     finally:
         os.close(fd)
     assert outcome["state"] == "failed" and outcome["in_use"] and "in use" in outcome["reason"]
     assert list(run_dir.iterdir()) == []
-    assert "in use" in bench._local_outcome(bench.Run("e", "sac", 0, cfg, run_dir), bench._EXIT_IN_USE).reason
+    assert "in use" in backends._local_outcome(grid.Run("e", "sac", 0, cfg, run_dir), backends._EXIT_IN_USE).reason
     assert list(run_dir.iterdir()) == []
 
 

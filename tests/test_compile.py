@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from conftest import random_batch
-from safehpo.agent import COMPILE_MIN_UPDATES, Agent, compiles
+from safehpo.agent import Agent
+from safehpo.fast import COMPILE_MIN_UPDATES, compiles
 from safehpo.config import Config, ConfigError, apply_overrides
 
 pytestmark = pytest.mark.slow  # every test here compiles (tens of seconds cold)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import TINY, write_spec
-from safehpo import plots
+from safehpo import actions
 from safehpo.cli import main
 from safehpo.config import Config, apply_overrides
 from safehpo.train import train
@@ -88,7 +88,7 @@ def test_not_a_run_exits_2(hpo_run, tmp_path, capsys):
 
 
 def test_load_run_restores_the_trained_agent(hpo_run):
-    cfg, spec, agent = plots.load_run(hpo_run)
+    cfg, spec, agent = actions.load_run(hpo_run)
     saved = torch.load(hpo_run / "checkpoint.pt", map_location="cpu", weights_only=False)["agent"]
     assert cfg.algo == "sac-hpo" and cfg.hidden == 32 and cfg.steps == 250
     for name, value in saved["critics"].items():
@@ -99,7 +99,7 @@ def test_load_run_restores_the_trained_agent(hpo_run):
 
 def test_load_run_reads_a_checkpoint_of_the_previous_format(hpo_run, tmp_path):
     """Format 1 stepped the temperature with its own optimiser: the policy optimiser's state has one
-    parameter less. Plotting loads no optimiser state, so such a run still plots."""
+    parameter less. Plotting loads no optimiser state, so such a run still actions."""
     import shutil
     old = tmp_path / "run"
     shutil.copytree(hpo_run, old)
@@ -110,7 +110,7 @@ def test_load_run_reads_a_checkpoint_of_the_previous_format(hpo_run, tmp_path):
     state["agent"]["alpha_opt"] = {"state": {0: opt["state"].pop(last)}, "param_groups": [
         {**opt["param_groups"][0], "params": [0]}]}
     torch.save(state, old / "checkpoint.pt")
-    cfg, _, agent = plots.load_run(old)
+    cfg, _, agent = actions.load_run(old)
     assert cfg.algo == "sac-hpo"
     assert float(agent.log_alpha.detach()) == float(state["agent"]["log_alpha"])
     with pytest.raises(ValueError):  # the optimisers themselves do not fit: resume refuses the format
@@ -118,25 +118,25 @@ def test_load_run_reads_a_checkpoint_of_the_previous_format(hpo_run, tmp_path):
 
 
 def test_samples_are_paired_and_the_chain_moves_them(hpo_run):
-    cfg, spec, agent = plots.load_run(hpo_run)
-    obs = plots.run_state(spec, cfg.seed)
-    drawn = plots.action_samples(agent, obs, 256)
+    cfg, spec, agent = actions.load_run(hpo_run)
+    obs = actions.run_state(spec, cfg.seed)
+    drawn = actions.action_samples(agent, obs, 256)
     moved = np.abs(drawn["chain"] - drawn["base"]).mean(0)
     assert moved.max() > 1e-3                      # K = 3 leapfrog steps move the actions
-    i, j = plots.moved_dims(drawn["base"], drawn["chain"])
+    i, j = actions.moved_dims(drawn["base"], drawn["chain"])
     assert {i, j} == set(np.argsort(-moved)[:2].tolist())
     assert np.all(np.abs(drawn["chain"]) <= 1.0)   # inside HalfCheetah's action box
     agent.cfg = agent.cfg.replace(leapfrog_steps=0)  # K = 0: the chain returns its start a_0
-    still = plots.action_samples(agent, obs, 256)
+    still = actions.action_samples(agent, obs, 256)
     np.testing.assert_allclose(still["chain"], still["base"], atol=1e-6)
 
 
 def test_q_grid_is_the_agents_q_lambda(hpo_run):
-    cfg, spec, agent = plots.load_run(hpo_run)
+    cfg, spec, agent = actions.load_run(hpo_run)
     agent.multiplier.value = 0.7  # a nonzero multiplier: the cost critic enters Q_lambda
-    obs = plots.run_state(spec, cfg.seed, 3)
+    obs = actions.run_state(spec, cfg.seed, 3)
     anchor = np.linspace(-0.5, 0.5, agent.act_dim).astype(np.float32)
-    x, y, q = plots.q_lambda_grid(agent, obs, (1, 4), anchor, points=5)
+    x, y, q = actions.q_lambda_grid(agent, obs, (1, 4), anchor, points=5)
     a = anchor.copy()
     a[1], a[4] = x[3], y[2]
     s = torch.as_tensor(obs).unsqueeze(0)

@@ -13,7 +13,8 @@ import torch
 from conftest import TINY
 from safehpo.cli import main
 from safehpo.config import Config, ConfigError, apply_overrides
-from safehpo.train import PROGRESS_COLUMNS, TIMING_COLUMNS, train
+from safehpo.runfolder import PROGRESS_COLUMNS, TIMING_COLUMNS
+from safehpo.train import train
 
 
 def rows(path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from safehpo import plots
+from safehpo import audit, drawing, figures, runrecord
 
 # The synthetic bench generator lives in test_aggregate.py (loaded by path: no tests package).
 _spec = importlib.util.spec_from_file_location("_safehpo_bench_fixture",
@@ -36,9 +36,9 @@ def bench(tmp_path_factory) -> Path:
     return make_bench(tmp_path_factory.mktemp("bench") / "toy-velocity")
 
 
-@pytest.mark.parametrize("draw,name", [(plots.plot_return_vs_violation, "return_vs_violation.png"),
-                                       (plots.plot_curves, "curves.png"),
-                                       (plots.plot_audit, "audit.png")])
+@pytest.mark.parametrize("draw,name", [(figures.plot_return_vs_violation, "return_vs_violation.png"),
+                                       (figures.plot_curves, "curves.png"),
+                                       (figures.plot_audit, "audit.png")])
 def test_each_figure_is_a_valid_png(bench, draw, name):
     path = draw(bench)
     assert path == bench / name
@@ -49,14 +49,14 @@ def test_each_figure_is_a_valid_png(bench, draw, name):
 def test_plot_all_on_parent_with_two_envs(tmp_path):
     make_bench(tmp_path / "a-velocity", env="a-velocity", seeds=2)
     make_bench(tmp_path / "b-torque", env="b-torque", seeds=2, budget=(25.0, "average"))
-    paths = plots.plot_all(tmp_path)
+    paths = figures.plot_all(tmp_path)
     assert len(paths) == 6
     assert {p.parent.name for p in paths} == {"a-velocity", "b-torque"}
     for p in paths:
         assert_png(p)
-    assert len(plots.plot_all(tmp_path / "a-velocity")) == 3
+    assert len(figures.plot_all(tmp_path / "a-velocity")) == 3
     with pytest.raises(FileNotFoundError):
-        plots.plot_all(tmp_path / "missing")
+        figures.plot_all(tmp_path / "missing")
 
 
 def test_no_filter_bench_and_degenerate_runs_still_draw(tmp_path):
@@ -64,29 +64,29 @@ def test_no_filter_bench_and_degenerate_runs_still_draw(tmp_path):
     write_run(tmp_path, "sac-lag", 5, [], status={"state": "failed", "reason": "NaN",
                                                  "wall_seconds": 1.0, "steps_done": 0})
     write_run(tmp_path, "sac", 6, [dict(step=300, episode=0, length=300, cost=3.0, **{"return": 9.0})])
-    for p in plots.plot_all(tmp_path):
+    for p in figures.plot_all(tmp_path):
         assert_png(p)
 
 
 def test_bench_without_episodes_or_budget_still_draws(tmp_path):
     write_run(tmp_path, "sac-hpo", 0, [], budget=None)
-    for p in plots.plot_all(tmp_path):
+    for p in figures.plot_all(tmp_path):
         assert_png(p)
 
 
 def test_algorithm_colours_are_fixed_and_distinct():
     names = ["sac", "sac-lag", "sac-pid", "sac-hpo", "hpo-conv", "hpo-explore", "hpo-train",
              "hpo-nomomentum"]
-    styles = [plots.algo_style(n) for n in names]
+    styles = [drawing.algo_style(n) for n in names]
     assert len({c for c, _ in styles}) == len(names)
-    assert plots.algo_style("my-algo") == plots.algo_style("my-algo")
+    assert drawing.algo_style("my-algo") == drawing.algo_style("my-algo")
 
 
 def test_curve_helpers():
     v = np.array([0.0, 10.0, 20.0, 30.0, 40.0, 50.0])
-    assert plots.moving_average(v, 3) == pytest.approx([5.0, 10.0, 20.0, 30.0, 40.0, 45.0])
+    assert drawing.moving_average(v, 3) == pytest.approx([5.0, 10.0, 20.0, 30.0, 40.0, 45.0])
     grid = np.array([0.0, 100.0, 150.0, 200.0, 300.0])
-    out = plots.interpolate_seed(np.array([100.0, 200.0]), np.array([1.0, 3.0]), grid)
+    out = drawing.interpolate_seed(np.array([100.0, 200.0]), np.array([1.0, 3.0]), grid)
     assert np.isnan(out[[0, 4]]).all() and out[1:4] == pytest.approx([1.0, 2.0, 3.0])
 
 
@@ -108,10 +108,10 @@ def test_plot_and_audit_commands(tmp_path, capsys):
     assert "no runs found" in capsys.readouterr().err
 
 
-def test_importing_plots_does_not_load_matplotlib():
+def test_importing_figures_does_not_load_matplotlib():
     import subprocess
     import sys
-    code = "import sys, safehpo.plots; assert 'matplotlib' not in sys.modules"
+    code = "import sys, safehpo.figures, safehpo.cli; assert 'matplotlib' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
 
@@ -122,14 +122,14 @@ def test_importing_plots_does_not_load_matplotlib():
 @pytest.fixture
 def drawn(monkeypatch) -> list:
     """The Figure objects the plot functions would save, in order (not rendered: faster)."""
-    figures = []
+    kept = []
 
     def keep(fig, path):
-        figures.append(fig)
-        plots._pyplot().close(fig)
+        kept.append(fig)
+        drawing.pyplot().close(fig)
         return Path(path)
-    monkeypatch.setattr(plots, "save_figure", keep)
-    return figures
+    monkeypatch.setattr(figures, "save_figure", keep)
+    return kept
 
 
 def _axes_by_title(fig) -> dict:
@@ -145,9 +145,9 @@ def _lines(ax, colour: str, linestyle: str | None = None, width: float | None = 
 
 def test_curves_have_evaluation_panels_filtered_dashed_and_lambda(tmp_path, drawn):
     make_bench(tmp_path, seeds=2)
-    plots.plot_curves(tmp_path)
+    figures.plot_curves(tmp_path)
     axes = _axes_by_title(drawn[-1])
-    hpo, lag = plots.algo_style("sac-hpo")[0], plots.algo_style("sac-lag")[0]
+    hpo, lag = drawing.algo_style("sac-hpo")[0], drawing.algo_style("sac-lag")[0]
     eval_ret = axes["evaluation (deterministic policy): return"]
     eval_cost = axes["evaluation (deterministic policy): cost"]
     lam = axes["Lagrange multiplier lambda (after each training episode)"]
@@ -174,9 +174,9 @@ def test_curves_have_evaluation_panels_filtered_dashed_and_lambda(tmp_path, draw
 
 def test_curves_with_three_seeds_draw_bands_not_seed_lines(tmp_path, drawn):
     make_bench(tmp_path, seeds=3)
-    plots.plot_curves(tmp_path)
+    figures.plot_curves(tmp_path)
     axes = _axes_by_title(drawn[-1])
-    hpo = plots.algo_style("sac-hpo")[0]
+    hpo = drawing.algo_style("sac-hpo")[0]
     for title in ("training episodes: return", "evaluation (deterministic policy): return"):
         assert axes[title].collections                            # fill_between: the CI band
         assert not _lines(axes[title], hpo, "-", 0.8)
@@ -191,7 +191,7 @@ def test_return_vs_violation_ci_only_with_three_seeds_and_finished_runs_only(tmp
                                                       **{"return": -5000.0})],
               status={"state": "running", "reason": None, "steps_done": 1000})
     for folder, with_ci in (("two", False), ("three", True)):
-        plots.plot_return_vs_violation(tmp_path / folder)
+        figures.plot_return_vs_violation(tmp_path / folder)
         ax_cost = drawn[-1].axes[0]
         bars = [c for c in ax_cost.containers if isinstance(c, ErrorbarContainer)]
         assert len(bars) == 2 and all(c.has_xerr == with_ci and c.has_yerr == with_ci for c in bars)
@@ -208,7 +208,7 @@ def test_figure_titles_use_the_spec_id(tmp_path, drawn):
     for run_dir in (tmp_path / "out").glob("*/seed-*"):   # as if the bench was given the YAML path
         doc = yaml.safe_load((run_dir / "config.yaml").read_text())
         (run_dir / "config.yaml").write_text(yaml.safe_dump({**doc, "env": spec_path, **config}))
-    plots.plot_env(tmp_path / "out")
+    figures.plot_env(tmp_path / "out")
     assert len(drawn) == 3
     for fig in drawn:
         title = fig._suptitle.get_text()
@@ -219,8 +219,8 @@ def test_audit_rates_are_spread_over_long_episodes(tmp_path):
     # 1000-step episodes, 4000 planned steps -> 200-step buckets: every bucket has the episode's rate
     rows = [dict(step=1000 * (i + 1), episode=i, length=1000, rejected=100 * (i + 1)) for i in range(4)]
     write_run(tmp_path, "sac-hpo", 0, rows, steps=4000)
-    runs = plots.collect_runs(tmp_path)
-    centres, matrix = plots._rate_matrix(runs, plots.audit_bucket_width(runs), "rejected")
+    runs = runrecord.collect_runs(tmp_path)
+    centres, matrix = figures._rate_matrix(runs, audit.audit_bucket_width(runs), "rejected")
     assert len(centres) == 20
     assert matrix[0] == pytest.approx(np.repeat([100.0, 200.0, 300.0, 400.0], 5))
 
@@ -249,9 +249,9 @@ def test_curves_keep_unfinished_runs_out_of_the_mean(tmp_path, drawn):
               steps=20_000, budget=(25.0, "sum"),
               eval_rows=[dict(step=5000, return_mean=-5000.0, return_std=0, cost_mean=900.0, cost_std=0)],
               status={"state": "interrupted", "reason": "stopped", "steps_done": 6000})
-    plots.plot_curves(tmp_path)
+    figures.plot_curves(tmp_path)
     axes = _axes_by_title(drawn[-1])
-    hpo = plots.algo_style("sac-hpo")[0]
+    hpo = drawing.algo_style("sac-hpo")[0]
     for title, low in (("training episodes: return", -1000), ("evaluation (deterministic policy): return", 0),
                        ("Lagrange multiplier lambda (after each training episode)", -1)):
         ax = axes[title]

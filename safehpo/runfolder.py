@@ -1,0 +1,229 @@
+"""The run folder: what one (env, algo, seed) run leaves on disk, written and read back (docs/outputs.md).
+
+A bench puts each run in `OUT/<env>/<algo>/seed-<n>/`; `safehpo train --out` in any folder.
+
+- config.yaml    the run's Config, its spec, the cost critic's units, versions, git revision, command
+- progress.csv   a row per finished training episode (PROGRESS_COLUMNS)
+- eval.csv       a row per evaluation (EVAL_COLUMNS)
+- status.json    {"state": running | done | failed | interrupted, "reason", "steps_done", "wall_seconds", ...}
+- checkpoint.pt  everything a resumed run needs
+
+Every file is written atomically (safehpo.atomic) except the CSVs, which are appended a row at a
+time (fsync'd) and cut back to the checkpoint's rows on resume. Reading tolerates missing, empty
+and cut-short files: a run that never started is still listed (see `safehpo.runrecord`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import yaml
+
+from . import __version__
+from .atomic import replace_atomically, write_atomic
+
+if TYPE_CHECKING:
+    from .cmdp import EnvSpec
+
+CONFIG_FILE, PROGRESS_FILE, EVAL_FILE = "config.yaml", "progress.csv", "eval.csv"
+STATUS_FILE, CHECKPOINT_FILE = "status.json", "checkpoint.pt"
+ACTIONS_FILE = "actions.png"   # `safehpo plot-actions` writes its figure here unless told otherwise
+# beside the run folders of one env of a bench: the command that made them and the suite it ran
+COMMAND_FILE, SUITE_FILE = "command.txt", "suite.yaml"
+
+PROGRESS_COLUMNS = ["step", "episode", "return", "cost", "length", "violated", "lambda", "alpha",
+                    "rejected", "leapfrog_steps", "unsafe_fallbacks", "sps"]
+EVAL_COLUMNS = ["step", "return_mean", "return_std", "cost_mean", "cost_std",
+                # the same episodes' starts with the Lyapunov filter on (the deployed policy of a
+                # filtered algorithm; empty for the others) and the actions it rejected. Files
+                # written before the filtered evaluation have only the first five columns.
+                "filtered_return_mean", "filtered_return_std", "filtered_cost_mean", "filtered_cost_std",
+                "filtered_rejected"]
+TIMING_COLUMNS = {"sps"}   # the columns that differ between two runs of the same command
+
+FINISHED = "done"          # the status.json state of a finished run
+
+
+# ---- names -------------------------------------------------------------------------------------
+_SEED_FOLDER = re.compile(r"^seed-(-?\d+)$")
+
+
+def seed_folder(seed: int) -> str:
+    """The folder name of a seed: 'seed-3'."""
+    return f"seed-{seed}"
+
+
+def parse_seed_folder(name: str) -> int | None:
+    """The seed of a folder named 'seed-<n>', else None."""
+    m = _SEED_FOLDER.match(name)
+    return int(m.group(1)) if m else None
+
+
+def env_folder_name(spec_id: str) -> str:
+    """The folder of an env under OUT: its spec id ("safety:X" becomes "safety-X")."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", spec_id)
+
+
+def run_name(env: str, algo: str, seed: int) -> str:
+    """A run's folder relative to OUT: '<env>/<algo>/seed-<n>'."""
+    return f"{env}/{algo}/{seed_folder(seed)}"
+
+
+# ---- the CSVs ----------------------------------------------------------------------------------
+class CsvLog:
+    """Append-only CSV with a header; `truncate(n)` keeps the header and the first n rows."""
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.path, self.columns = path, columns
+        if not path.exists() or path.stat().st_size == 0:
+            write_atomic(path, ",".join(columns) + "\n")
+        self.rows = self._count()
+
+    def _count(self) -> int:
+        with open(self.path) as f:
+            return max(0, sum(1 for line in f if line.endswith("\n")) - 1)
+
+    def truncate(self, n: int) -> None:
+        with open(self.path) as f:
+            lines = [line for line in f if line.endswith("\n")]
+        write_atomic(self.path, "".join(lines[: n + 1]))
+        self.rows = n
+
+    def append(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerow([_fmt(row[c]) for c in self.columns])
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows += 1
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    return str(x)
+
+
+def last_progress_step(folder: Path | str) -> int:
+    """The step of progress.csv's last complete row (0 without one), from the file's last 4 kB:
+    cheap enough to poll while the run appends."""
+    try:
+        with open(Path(folder) / PROGRESS_FILE, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = f.read().decode(errors="replace").split("\n")
+    except OSError:
+        return 0
+    for line in reversed(lines[:-1]):  # lines[-1] is after the last newline: partial or empty
+        head = line.split(",", 1)[0]
+        if head.isdigit():
+            return int(head)
+    return 0
+
+
+def read_csv_columns(path: Path | str) -> dict[str, np.ndarray]:
+    """A CSV with a header as {column: float array}. Missing or empty file -> {}.
+
+    A row with the wrong number of fields (e.g. a line cut short by a kill) is skipped; a field
+    that is not a number becomes NaN. A header without rows gives empty arrays.
+    """
+    try:
+        text = Path(path).read_text()
+    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError):
+        return {}
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        return {}
+    header = [h.strip() for h in rows[0]]
+    values: list[list[float]] = []
+    for row in rows[1:]:
+        if len(row) != len(header):
+            continue
+        parsed = []
+        for x in row:
+            try:
+                parsed.append(float(x))
+            except ValueError:
+                parsed.append(math.nan)
+        values.append(parsed)
+    table = np.array(values, dtype=float).reshape(len(values), len(header))
+    return {name: table[:, i].copy() for i, name in enumerate(header)}
+
+
+# ---- config.yaml -------------------------------------------------------------------------------
+def read_config(folder: Path | str) -> dict:
+    """config.yaml as a dict; {} if it is missing, unreadable or not a mapping."""
+    try:
+        data = yaml.safe_load((Path(folder) / CONFIG_FILE).read_text())
+    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+# ---- status.json -------------------------------------------------------------------------------
+def write_status(folder: Path | str, state: str, reason: str | None, steps_done: int, wall_seconds: float,
+                 **fields) -> Path:
+    """status.json: the run's state, why it stopped (failed, interrupted), its steps and time so
+    far; `fields` are further entries (train adds `compiled`)."""
+    return write_atomic(Path(folder) / STATUS_FILE, json.dumps({
+        "state": state, "reason": reason, "steps_done": steps_done, "wall_seconds": wall_seconds, **fields}))
+
+
+def read_status(folder: Path | str) -> dict | None:
+    """status.json as a dict; None if it is missing or unreadable."""
+    try:
+        status = json.loads((Path(folder) / STATUS_FILE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def record_failure(folder: Path | str, reason: str) -> None:
+    """status.json -> failed with the reason; steps_done and wall_seconds kept from the last status."""
+    status = read_status(folder) or {}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    write_status(folder, "failed", reason, status.get("steps_done", 0), status.get("wall_seconds", 0.0))
+
+
+# ---- checkpoint.pt -----------------------------------------------------------------------------
+def save_checkpoint(path: Path, state: dict) -> None:
+    import torch
+    replace_atomically(path, lambda tmp: torch.save(state, tmp))
+
+
+# ---- provenance (config.yaml) ------------------------------------------------------------------
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        rev = out.stdout.strip()
+        if rev:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                   cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5).stdout
+            return rev + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return None
+
+
+def package_versions() -> dict[str, str]:
+    import gymnasium
+    import mujoco
+    import torch
+    return {"safehpo": __version__, "python": platform.python_version(), "torch": str(torch.__version__),
+            "gymnasium": str(gymnasium.__version__), "mujoco": str(mujoco.__version__), "numpy": str(np.__version__)}
+
+
+def spec_summary(spec: EnvSpec) -> dict:
+    return {"id": spec.id, "base": spec.base, "kwargs": dict(spec.kwargs),
+            "cost": {"kind": spec.cost.kind, "params": dict(spec.cost.params)},
+            "budget": None if spec.budget is None else {"threshold": spec.budget.threshold, "kind": spec.budget.kind},
+            "max_episode_steps": spec.max_episode_steps, "path": spec.path}

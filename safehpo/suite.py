@@ -1,0 +1,209 @@
+"""Benchmark suites: a suite YAML in `benchmarks/` (or any file) names the envs, algorithms,
+seeds, the step budget and hyperparameter overrides of a grid. Loading checks every field (a bad
+file is one line naming the file and the field); `resolve` applies the command-line flags.
+A benchmark is data, not a script.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Config, ConfigError, apply_overrides, check_keys, data_dir, parse_int, read_yaml
+from .runfolder import env_folder_name
+
+# Fields of a suite file; those not in _REQUIRED default to Config's values (overrides: none).
+SUITE_KEYS = ("name", "description", "envs", "algos", "seeds", "steps", "eval_interval", "eval_episodes",
+              "learning_starts", "checkpoint_interval", "overrides")
+_REQUIRED = ("name", "envs", "algos", "seeds", "steps")
+# Config fields that a suite sets as its own fields (and that `overrides` may therefore not name)
+_RUN_FIELDS = ("steps", "eval_interval", "eval_episodes", "learning_starts", "checkpoint_interval")
+# Config fields that the grid sets for each run
+_GRID_FIELDS = {"env": "envs", "algo": "algos", "seed": "seeds"}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A benchmark: the grid envs x algos x seeds and what every run of it shares."""
+
+    name: str
+    envs: tuple[str, ...]                 # spec names, or paths to spec files
+    algos: tuple[str, ...]
+    seeds: tuple[int, ...]
+    steps: int
+    eval_interval: int = Config.eval_interval
+    eval_episodes: int = Config.eval_episodes
+    learning_starts: int = Config.learning_starts
+    checkpoint_interval: int = Config.checkpoint_interval
+    overrides: dict[str, Any] = field(default_factory=dict)   # other Config hyperparameters
+    description: str = ""
+    where: str = ""                       # the file it came from, as error messages name it
+
+    def to_dict(self) -> dict[str, Any]:
+        """The suite as a suite file holds it (what `OUT/<env>/suite.yaml` is written from)."""
+        return {"name": self.name, "description": self.description, "envs": list(self.envs),
+                "algos": list(self.algos), "seeds": list(self.seeds), "steps": self.steps,
+                "eval_interval": self.eval_interval, "eval_episodes": self.eval_episodes,
+                "learning_starts": self.learning_starts, "checkpoint_interval": self.checkpoint_interval,
+                "overrides": dict(self.overrides)}
+
+    def base_config(self) -> Config:
+        """The Config every run of the suite starts from (env, algo and seed set per run)."""
+        cfg = Config(steps=self.steps, eval_interval=self.eval_interval, eval_episodes=self.eval_episodes,
+                     learning_starts=self.learning_starts, checkpoint_interval=self.checkpoint_interval,
+                     threads=1)
+        return apply_overrides(cfg, dict(self.overrides), f"{self.where}: field 'overrides'")
+
+
+def suite_names() -> list[str]:
+    """The suites shipped in benchmarks/ (the names `--preset` takes)."""
+    return sorted(p.stem for p in data_dir("benchmarks").glob("*.yaml"))
+
+
+def load_suite(name_or_path: str, flag: str = "--suite") -> Suite:
+    """A shipped suite by name ("smoke") or a suite file by path; every field checked."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1:
+        shipped = data_dir("benchmarks") / f"{name_or_path}.yaml"
+        if not shipped.is_file():
+            raise ConfigError(f"{flag}: unknown suite '{name_or_path}' (known: {', '.join(suite_names())})")
+        path = shipped
+    shipped_dir = data_dir("benchmarks").resolve()
+    where = f"benchmarks/{path.name}" if path.resolve().parent == shipped_dir else str(path)
+    return parse_suite(read_yaml(path, where), where, base_dir=path.resolve().parent)
+
+
+def parse_suite(raw: Any, where: str, base_dir: Path | None = None) -> Suite:
+    """Validate a suite mapping; each problem is a ConfigError naming `where` and the field.
+
+    Env paths that are relative are looked up next to the suite file first (`base_dir`).
+    """
+    check_keys(raw, where, SUITE_KEYS, _REQUIRED)
+    name = raw["name"]
+    if not (isinstance(name, str) and _NAME.fullmatch(name)):
+        raise ConfigError(f"{where}: field 'name': expected a name of letters, digits, '.', '_', '-', got {name!r}")
+    description = raw.get("description") or ""
+    if not isinstance(description, str):
+        raise ConfigError(f"{where}: field 'description': expected text, got {description!r}")
+    envs = _names(raw["envs"], where, "envs")
+    envs = tuple(_near(env, base_dir) for env in envs)
+    check_envs(envs, f"{where}: field 'envs'")
+    algos = _names(raw["algos"], where, "algos")
+    check_algos(algos, f"{where}: field 'algos'")
+    seeds = parse_seeds(raw["seeds"], f"{where}: field 'seeds'")
+    numbers = {key: parse_int(raw[key], f"{where}: field '{key}'", minimum=0 if key == "learning_starts" else 1)
+               for key in _RUN_FIELDS if key in raw}
+    overrides = raw.get("overrides") or {}
+    if not (isinstance(overrides, dict) and all(isinstance(k, str) for k in overrides)):
+        raise ConfigError(f"{where}: field 'overrides': expected a mapping of hyperparameters, got {overrides!r}")
+    for key in overrides:
+        if key in _GRID_FIELDS:
+            raise ConfigError(f"{where}: field 'overrides.{key}': set by the grid; use the field '{_GRID_FIELDS[key]}'")
+        if key in _RUN_FIELDS:
+            raise ConfigError(f"{where}: field 'overrides.{key}': use the suite field '{key}'")
+    suite = Suite(name=name, description=description.strip(), envs=envs, algos=algos, seeds=seeds,
+                  overrides=dict(overrides), where=where, **numbers)
+    cfg = suite.base_config()  # checks every override's key and value
+    return _replace(suite, overrides={key: getattr(cfg, key) for key in suite.overrides})
+
+
+def resolve(suite: Suite, envs: list[str] | None = None, algos: list[str] | None = None,
+            seeds: str | int | list[int] | None = None, steps: int | None = None,
+            sets: list[str] | None = None) -> Suite:
+    """The suite with the command-line flags applied (flags win); every value checked.
+
+    `sets` are `--set key=value` strings: a run field (steps, eval_interval, ...) replaces the
+    suite's, any other hyperparameter joins the overrides.
+    """
+    changes: dict[str, Any] = {}
+    if envs:
+        check_envs(envs, "--env")
+        changes["envs"] = _unique(envs, "--env")
+    if algos:
+        check_algos(algos, "--algos")
+        changes["algos"] = _unique(algos, "--algos")
+    if seeds is not None:
+        changes["seeds"] = parse_seeds(seeds, "--seeds")
+    if steps is not None:
+        changes["steps"] = parse_int(steps, "--steps", minimum=1)
+    suite = _replace(suite, **changes)
+    if steps is not None and suite.description:  # the suite's own words may name its usual length
+        suite = _replace(suite, description=f"{suite.description} [run here with --steps {suite.steps}]")
+    if sets:
+        for item in sets:
+            key = item.split("=", 1)[0].strip()
+            if key in _GRID_FIELDS:
+                flag = {"env": "--env", "algo": "--algos", "seed": "--seeds"}[key]
+                raise ConfigError(f"--set: '{key}' is set by the grid; use {flag}")
+        cfg = apply_overrides(suite.base_config(), list(sets), "--set")
+        keys = [item.split("=", 1)[0].strip() for item in sets]
+        suite = _replace(suite, **{k: getattr(cfg, k) for k in keys if k in _RUN_FIELDS},
+                         overrides={**suite.overrides, **{k: getattr(cfg, k) for k in keys if k not in _RUN_FIELDS}})
+    suite.base_config()  # the merged result must still be a valid Config
+    return suite
+
+
+def check_envs(envs, where: str) -> None:
+    """Every env must load as a spec and build (bad kwargs, missing info keys) before any run starts."""
+    from .cmdp import load_spec, make_env
+    ids: dict[str, str] = {}
+    for env in envs:
+        try:
+            spec = load_spec(env)
+            make_env(spec).close()
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        folder = env_folder_name(spec.id)
+        if folder in ids and ids[folder] != env:
+            raise ConfigError(f"{where}: '{ids[folder]}' and '{env}' both have the id '{spec.id}'")
+        ids[folder] = env
+
+
+def check_algos(algos, where: str) -> None:
+    from .algos import check_algo
+    for algo in algos:
+        check_algo(algo, where)
+
+
+def parse_seeds(value: Any, where: str) -> tuple[int, ...]:
+    """A count N (seeds 0..N-1) or a list of distinct seeds; on the command line "3" or "0,4,7"."""
+    if isinstance(value, str) and "," in value:
+        value = [part for part in value.split(",") if part.strip()]
+    if isinstance(value, list):
+        if not value:
+            raise ConfigError(f"{where}: expected a count or a non-empty list of seeds, got []")
+        seeds = tuple(parse_int(v, where, minimum=0) for v in value)
+        return _unique(seeds, where)
+    return tuple(range(parse_int(value, where, minimum=1)))
+
+
+def _names(value: Any, where: str, field_name: str) -> tuple[str, ...]:
+    if not (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
+        raise ConfigError(f"{where}: field '{field_name}': expected a non-empty list of names, got {value!r}")
+    return _unique(value, f"{where}: field '{field_name}'")
+
+
+def _unique(values, where: str) -> tuple:
+    seen = []
+    for v in values:
+        if v in seen:
+            raise ConfigError(f"{where}: '{v}' is listed twice")
+        seen.append(v)
+    return tuple(seen)
+
+
+def _near(env: str, base_dir: Path | None) -> str:
+    """A relative spec path in a suite file means next to the suite file, if such a file exists."""
+    path = Path(env)
+    looks_like_path = path.suffix in (".yaml", ".yml") or len(path.parts) > 1
+    if looks_like_path and not path.is_absolute() and base_dir is not None and (base_dir / path).is_file():
+        return str(base_dir / path)
+    return env
+
+
+def _replace(suite: Suite, **changes: Any) -> Suite:
+    return dataclasses.replace(suite, **changes)
