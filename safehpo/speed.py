@@ -4,11 +4,9 @@ What one measurement runs is the training loop of `train.py` after `learning_sta
 else: a real CMDP env, a replay buffer first filled with uniform random transitions (not timed),
 a warm-up of the real loop (not timed), then `steps` timed iterations of
 
-    action = agent.act(obs)                      # sampler (+ Lyapunov filter for sac-hpo)
-    next_obs, reward, ..., info = env.step(action)
-    buffer.add(obs, action, reward, cost, next_obs, terminated)
+    obs, ... = train.env_step(env, buffer, obs, agent.act(obs))   # (+ Lyapunov filter for sac-hpo)
     agent.update(buffer.sample(batch_size, rng))
-    (on episode end: multiplier.episode_end, healthy(), reset, episode_start)
+    (on episode end: train.end_episode, reset, episode_start)
 
 split into chunks. The multiplier starts at lambda = 1 (MEASURED_LAMBDA; `--set lambda_init=0`
 measures the cheaper update of an unbinding constraint, which skips Q_C in the actor step).
@@ -39,7 +37,7 @@ from tqdm import tqdm
 from .agent import Agent
 from .algos import ALGOS, check_algo
 from .buffer import ReplayBuffer
-from .cmdp import EnvSpec, episode_cost_measure, load_spec, make_env
+from .cmdp import EnvSpec, load_spec, make_env
 from .config import Config, ConfigError, apply_overrides, parse_int, resolve_device
 
 DEFAULT_ALGOS = ("sac", "sac-lag", "sac-hpo")
@@ -138,7 +136,7 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
     cfg.seed are used as a run would use them. `gflops`: the device's matmul rate (matmul_gflops),
     for floor_ms; 0 leaves it None. `status(phase)` is told each phase (for a progress bar).
     """
-    from .train import TrainingDiverged, keep_freed_memory
+    from .train import end_episode, env_step, keep_freed_memory
     keep_freed_memory()  # as the training loop does
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads)
@@ -155,11 +153,9 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
     obs, _ = env.reset()
     status("filling the buffer")
 
-    def end_episode() -> np.ndarray:
-        """What the training loop does when an episode ends (minus its CSV row)."""
-        agent.multiplier.episode_end(episode_cost_measure(np.asarray(ep_costs), spec.measure_kind, cfg.gamma))
-        if not agent.healthy():
-            raise TrainingDiverged(f"NaN or infinite loss while measuring {cfg.algo} on {spec.id}")
+    def next_episode() -> np.ndarray:
+        """The training loop's episode end (train.end_episode, minus the CSV row), then a new episode."""
+        end_episode(agent, spec, cfg.gamma, np.asarray(ep_costs), True, f"while measuring {cfg.algo} on {spec.id}")
         ep_costs.clear()
         new_obs, _ = env.reset()
         agent.episode_start(new_obs)
@@ -168,12 +164,8 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
     # learning_starts-like uniform random transitions: not timed
     for _ in range(fill):
         action = rng.uniform(low, high).astype(np.float32)
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        buffer.add(obs, action, reward, float(info["cost"]), next_obs, terminated)
-        obs = next_obs
-        ep_costs.append(float(info["cost"]))
+        obs, _, _, terminated, truncated = env_step(env, buffer, obs, action)
         if terminated or truncated:
-            ep_costs.clear()
             obs, _ = env.reset()
     agent.episode_start(obs)
 
@@ -182,11 +174,7 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
         nonlocal obs
         in_update = 0.0
         for _ in range(n):
-            action = agent.act(obs)
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            cost = float(info["cost"])
-            buffer.add(obs, action, reward, cost, next_obs, terminated)
-            obs = next_obs
+            obs, _, cost, terminated, truncated = env_step(env, buffer, obs, agent.act(obs))
             ep_costs.append(cost)
             batch = buffer.sample(cfg.batch_size, rng)
             sync()
@@ -195,7 +183,7 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
             sync()
             in_update += time.perf_counter() - t0
             if terminated or truncated:
-                obs = end_episode()
+                obs = next_episode()
         return in_update
 
     try:

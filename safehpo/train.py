@@ -64,6 +64,24 @@ def keep_freed_memory() -> None:
         pass
 
 
+def env_step(env, buffer: ReplayBuffer, obs: np.ndarray, action: np.ndarray):
+    """One environment step, stored in the replay buffer: (next_obs, reward, cost, terminated, truncated)."""
+    next_obs, reward, terminated, truncated, info = env.step(action)
+    cost = float(info["cost"])
+    buffer.add(obs, action, reward, cost, next_obs, terminated)
+    return next_obs, float(reward), cost, terminated, truncated
+
+
+def end_episode(agent: Algorithm, spec: EnvSpec, gamma: float, costs: np.ndarray, counts: bool, where: str) -> float:
+    """What ends every episode: its cost J_C in the budget's kind, the multiplier's update (`counts`:
+    the episode held no uniform warm-up step) and the check for NaN losses. Returns J_C."""
+    ep_cost = episode_cost_measure(costs, spec.measure_kind, gamma)
+    agent.episode_end(ep_cost, len(costs) / spec.max_episode_steps, counts)
+    if not agent.healthy():
+        raise TrainingDiverged(f"NaN or infinite loss {where}")
+    return ep_cost
+
+
 def episode_seed(seed: int, episode: int) -> int:
     return (seed * 1_000_003 + episode) % (2**31)
 
@@ -210,11 +228,8 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
                 action = rng.uniform(low, high).astype(np.float32)
             else:
                 action = agent.act(obs)
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            cost = float(info["cost"])
-            buffer.add(obs, action, reward, cost, next_obs, terminated)
-            obs = next_obs
-            ep_return += float(reward)
+            obs, reward, cost, terminated, truncated = env_step(env, buffer, obs, action)
+            ep_return += reward
             ep_costs[min(ep_len, spec.max_episode_steps)] = cost
             ep_len += 1
             step += 1
@@ -240,11 +255,8 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
                 n_evals += 1
 
             if terminated or truncated:
-                ep_cost = episode_cost_measure(ep_costs[:ep_len], spec.measure_kind, cfg.gamma)
-                # the multiplier follows the policy's cost: an episode with a uniform warm-up step is left out
-                agent.episode_end(ep_cost, ep_len / spec.max_episode_steps, counts=ep_first >= cfg.learning_starts)
-                if not agent.healthy():
-                    raise TrainingDiverged(f"NaN or infinite loss in episode {episode} (step {step})")
+                ep_cost = end_episode(agent, spec, cfg.gamma, ep_costs[:ep_len], counts=ep_first >= cfg.learning_starts,
+                                      where=f"in episode {episode} (step {step})")
                 logged = agent.log()
                 progress_log.append({
                     "step": step, "episode": episode, "return": ep_return, "cost": ep_cost, "length": ep_len,
