@@ -166,11 +166,21 @@ def run_cli(*args, cwd=None):
     (["train", "--env", "halfcheetah-speed", "--algo", "sac-lag", "--steps", "3000"], "never update"),
     (["train", "--env", "envs", "--algo", "sac-lag"], "is a folder"),
 ])
-def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
-    proc = run_cli(*args, "--out", str(tmp_path / "x"))
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in proc.stderr and "Traceback" not in proc.stderr
+def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path, capsys):
+    """In this process, through cli.main (the typo test below goes through a real `python -m`)."""
+    import signal
+
+    from safehpo.cli import main
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        code = main([*args, "--out", str(tmp_path / "x")])
+    except SystemExit as e:  # argparse's own usage errors
+        code = e.code
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and needle in err and "Traceback" not in err
 
 
 def test_typo_in_a_spec_file_is_one_line_and_exit_2(tmp_path):
