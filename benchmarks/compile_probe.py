@@ -5,7 +5,7 @@
 Times `agent.update` on fixed random batches with the agent's two losses eager and through
 torch.compile (what `--set compile=always` runs), in alternating blocks (so a noisy machine
 slows both alike), and prints the median ms per update of each and the compile time.
-compile=auto compiles only what this measured faster on CPU (agent.compiles; README,
+compile=auto compiles only what this measured faster on CPU (fast.compiles; README,
 Performance); rerun this on other hardware (a GPU, say) before changing that rule.
 """
 
@@ -18,9 +18,8 @@ import time
 import torch
 
 from safehpo.agent import Agent
-from safehpo.config import resolve_device
 from safehpo.cmdp import load_spec, make_env
-from safehpo.config import Config
+from safehpo.config import Config, resolve_device
 from safehpo.speed import compile_update
 
 

@@ -48,7 +48,7 @@ def main() -> int:
     from safehpo.algorithm import make_agent
     from safehpo.cmdp import load_spec, make_env
     from safehpo.config import Config
-    from safehpo.train import LEGACY_DEFAULTS
+    from safehpo.runfolder import LEGACY_DEFAULTS
 
     state = torch.load(args.checkpoint or args.run / "checkpoint.pt", map_location="cpu", weights_only=False)
     cfg = Config(**{**LEGACY_DEFAULTS, **state["config"]}).replace(device="cpu", compile="never")

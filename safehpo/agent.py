@@ -169,7 +169,7 @@ class Agent:
         q = critics(obs, act, detach_params=detach_params, members=members)
         q_lam = torch.minimum(q[0], q[1])
         if members.stop > 2:
-            q_lam = q_lam - self.units.cost_coef(lam) * self.cost_q(q)
+            q_lam = q_lam - self.units.cost_coef(lam) * self.cost_q(q[2:])
             if self.normalized:
                 q_lam = q_lam / (1.0 + lam)
         return q_lam
@@ -181,11 +181,10 @@ class Agent:
         return slice(0, 2 + self.cost_members if counts else 2)
 
     @staticmethod
-    def cost_q(q: torch.Tensor) -> torch.Tensor:
-        """Q_C from the values [M, B] of a stack's members 0.. (or of its cost members alone, M <= 2):
-        the one cost critic's, or the larger of the twins' (pessimistic, as the twin minimum is for
-        reward: the actor cannot exploit one critic's underestimate of the cost)."""
-        qc = q[2:] if q.shape[0] > 2 else q
+    def cost_q(qc: torch.Tensor) -> torch.Tensor:
+        """Q_C from the cost critics' values [cost_critics, B]: the one critic's, or the larger of the
+        twins' (pessimistic, as the twin minimum is for reward: the actor cannot exploit one
+        critic's underestimate of the cost)."""
         return qc[0] if qc.shape[0] == 1 else torch.maximum(qc[0], qc[1])
 
     def target_cost(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
@@ -387,7 +386,7 @@ class Agent:
             if self.uses_cost:
                 # an average budget bounds a rate: ending the episode does not end the cost stream
                 # (docs/multiplier.md), so the cost critic bootstraps through termination
-                qc_next = self.cost_q(q_next)
+                qc_next = self.cost_q(q_next[2:])
                 y_cost = self.units.learned(cost) + cfg.gamma * (qc_next if self.units.rate else not_done * qc_next)
                 if cfg.cost_floor:  # no cost is negative: no value lies below a zero cost's for ever
                     y_cost = y_cost.clamp(min=self.units.learned(0.0) / (1.0 - cfg.gamma))

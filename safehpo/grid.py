@@ -18,7 +18,7 @@ from typing import Iterator
 import yaml
 
 from .config import Config, ConfigError
-from .runfolder import (CONFIG_FILE, env_folder_name, last_progress_step, read_status, record_failure, run_name,
+from .runfolder import (CONFIG_FILE, LEGACY_DEFAULTS, env_folder_name, last_progress_step, read_status, record_failure, run_name,
                         seed_folder)
 from .suite import Suite
 
@@ -86,6 +86,7 @@ def check_existing(runs: list[Run]) -> None:
             old = yaml.safe_load((run.folder / CONFIG_FILE).read_text()) or {}
         except (OSError, yaml.YAMLError):
             continue
+        old = {**LEGACY_DEFAULTS, **old}  # a run saved before a hyperparameter existed ran with its old value
         new = run.config.to_dict()
         status = read_status(run.folder) or {}
         if status.get("steps_done", 0) > run.config.steps:

@@ -89,7 +89,7 @@ class CriticForce:
     in the graph. For ReLU critics d^2Q/da^2 = 0, so this gives the same policy gradient as
     second order (create_graph=True), which is kept as an ablation. Works under no_grad too.
     `q_and_grad(a) -> (Q_lambda, dQ_lambda/da)`, where given, replaces autograd in first order
-    (the agent passes the hand-written gradient of nets.CriticsAt).
+    (the agent passes the hand-written gradient of fast.CriticsAt).
     Remembers Q_lambda and dQ_lambda/da at the last point it was evaluated (see `q_at_last`).
     """
 

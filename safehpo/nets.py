@@ -50,7 +50,7 @@ class StackedLinear(nn.Module):
 class CriticStack(nn.Module):
     """M critics Q_m(s, a), each an MLP with two ReLU hidden layers; returns [M, B].
 
-    Member order used by the agent: 0, 1 = twin reward critics, 2 = cost critic Q_C.
+    Member order used by the agent: 0, 1 = twin reward critics, 2.. = cost critics (`cost_critics` of them).
     `forward(..., detach_params=True)` evaluates with detached weights: gradients reach the
     inputs (the action) but no weight gradient is computed, as the actor step needs.
     """

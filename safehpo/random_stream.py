@@ -17,6 +17,9 @@ import functools
 import torch
 
 
+_ACTIVE: list["RandomStream"] = []  # the streams inside `with`, innermost last
+
+
 class RandomStream:
     def __init__(self, seed: int, device: torch.device | str = "cpu"):
         self.device = torch.device(device)
@@ -26,8 +29,11 @@ class RandomStream:
         self._depth = 0  # nested `with`: only the outermost swaps
 
     def __enter__(self) -> "RandomStream":
+        if self._depth and _ACTIVE[-1] is not self:
+            raise RuntimeError("a RandomStream entered again inside another stream: its draws would come from the other")
         self._depth += 1
         if self._depth == 1:
+            _ACTIVE.append(self)
             cuda = torch.cuda.get_rng_state(self.device) if self.cuda is not None else None
             self._saved = (torch.get_rng_state(), cuda)
             torch.set_rng_state(self.cpu.get_state())
@@ -45,6 +51,7 @@ class RandomStream:
                 self.cuda.set_state(torch.cuda.get_rng_state(self.device))
                 torch.cuda.set_rng_state(cuda, self.device)
             self._saved = None
+            _ACTIVE.pop()
 
     def state_dict(self) -> dict:
         return {"cpu": self.cpu.get_state(), "cuda": self.cuda.get_state() if self.cuda is not None else None}

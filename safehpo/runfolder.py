@@ -227,3 +227,10 @@ def spec_summary(spec: EnvSpec) -> dict:
             "cost": {"kind": spec.cost.kind, "params": dict(spec.cost.params)},
             "budget": None if spec.budget is None else {"threshold": spec.budget.threshold, "kind": spec.budget.kind},
             "max_episode_steps": spec.max_episode_steps, "path": spec.path}
+
+
+# ---- what a checkpoint and a resume accept ------------------------------------------------------
+RESUMABLE_CHANGES = {"steps", "device", "threads", "compile", "fast_paths"}  # what a resumed run may change
+CHECKPOINT_FORMAT = 2  # 2: one optimiser for the policy and the temperature (1: a separate alpha_opt)
+# hyperparameters added since, with the value that runs saved without them had
+LEGACY_DEFAULTS = {"lambda_units": "paper", "fast_paths": True, "cost_critics": 1, "cost_floor": False}

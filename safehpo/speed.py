@@ -61,7 +61,7 @@ class SpeedResult:
     cpu_ms_per_step: float  # process CPU time per step (median): less sensitive than wall time to a shared machine
     gflop_per_update: float | None = None  # matrix-multiply work of one agent.update (torch's FlopCounterMode)
     floor_ms: float | None = None          # gflop_per_update at the measured matmul rate: no update is faster
-    compiled: bool = False                 # update and acting through torch.compile (cfg.compile; agent.compiles)
+    compiled: bool = False                 # update and acting through torch.compile (cfg.compile; fast.compiles)
     compile_s: float | None = None         # seconds of the untimed updates and actions that compiled them
 
 
@@ -140,7 +140,6 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
     keep_freed_memory()  # as the training loop does
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     env = make_env(spec, seed=cfg.seed)
     low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
@@ -164,8 +163,10 @@ def measure(cfg: Config, spec: EnvSpec, steps: int, warmup: int = 100, fill: int
     # learning_starts-like uniform random transitions: not timed
     for _ in range(fill):
         action = rng.uniform(low, high).astype(np.float32)
-        obs, _, _, terminated, truncated = env_step(env, buffer, obs, action)
+        obs, _, cost, terminated, truncated = env_step(env, buffer, obs, action)
+        ep_costs.append(cost)  # the episode under way when the timing starts counts from its start
         if terminated or truncated:
+            ep_costs.clear()
             obs, _ = env.reset()
     agent.episode_start(obs)
 

@@ -24,13 +24,9 @@ from .buffer import ReplayBuffer
 from .cmdp import EnvSpec, episode_cost_measure, load_spec, make_env
 from .config import Config, ConfigError, resolve_device, validate, writable_folder
 from .random_stream import RandomStream
-from .runfolder import (EVAL_COLUMNS, PROGRESS_COLUMNS, CsvLog, git_revision, package_versions, save_checkpoint,
-                        spec_summary)
+from .runfolder import (CHECKPOINT_FORMAT, EVAL_COLUMNS, LEGACY_DEFAULTS, PROGRESS_COLUMNS, RESUMABLE_CHANGES,
+                        CsvLog, git_revision, package_versions, save_checkpoint, spec_summary)
 
-RESUMABLE_CHANGES = {"steps", "device", "threads", "compile", "fast_paths"}  # what a resumed run may change
-CHECKPOINT_FORMAT = 2  # 2: one optimiser for the policy and the temperature (1: a separate alpha_opt)
-# hyperparameters added since, with the value that runs saved without them had
-LEGACY_DEFAULTS = {"lambda_units": "paper", "fast_paths": True, "cost_critics": 1, "cost_floor": False}
 
 
 class TrainingDiverged(RuntimeError):

@@ -205,3 +205,20 @@ def test_an_agent_draws_from_its_own_random_stream():
             np.testing.assert_array_equal(a1, a2)
             assert torch.equal(w1, w2)
     assert not np.array_equal(alone[0][0][0], alone[1][0][0])  # the seeds differ
+
+
+def test_a_random_stream_cannot_be_entered_inside_another():
+    """Entering stream A again inside stream B would draw from B's state: refused."""
+    from safehpo.random_stream import RandomStream
+    a, b = RandomStream(0), RandomStream(1)
+    with a:
+        with a:  # nested entry of the same stream: fine
+            torch.rand(1)
+        with b:
+            with pytest.raises(RuntimeError):
+                a.__enter__()
+    with a:  # and a's stream went on where it was: one draw of 1, then these 3
+        x = torch.rand(3)
+    g = torch.Generator().manual_seed(0)
+    torch.rand(1, generator=g)
+    assert torch.equal(x, torch.rand(3, generator=g))

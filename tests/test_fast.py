@@ -66,17 +66,20 @@ def test_hand_written_action_gradient_equals_autograd_of_separate_critics(batch)
 
 @pytest.mark.parametrize("lam", [0.0, 0.8])
 @pytest.mark.parametrize("tied", [False, True])
-def test_hand_written_q_lambda_gradient_equals_autograd(lam, tied):
+@pytest.mark.parametrize("cost_critics", [1, 2])
+def test_hand_written_q_lambda_gradient_equals_autograd(lam, tied, cost_critics):
     """The chain's fast force (no autograd): value and dQ_lambda/da equal autograd of the reference
-    Agent.q_lambda, also where the twins tie (autograd's minimum gives each half the gradient)."""
-    agent = small_agent("sac-hpo", cost_scale=0.5)
+    Agent.q_lambda, also where the twins tie (autograd's minimum, and maximum of twin cost critics,
+    give each half the gradient)."""
+    agent = small_agent("sac-hpo", cost_scale=0.5, cost_critics=cost_critics)
     obs, act = torch.randn(32, 3), torch.rand(32, 2) - 0.5
     if tied:  # twin 2 = twin 1 but for its action weights; at a = 0 the values tie, the gradients differ
         with torch.no_grad():
-            for layer in agent.critics.layers:
-                layer.weight[1].copy_(layer.weight[0])
-                layer.bias[1].copy_(layer.bias[0])
-            agent.critics.layers[0].weight[1, 3:] += torch.randn(2, 16)
+            for first, second in ((0, 1), (2, 3))[:cost_critics]:  # the reward twins, and the cost twins
+                for layer in agent.critics.layers:
+                    layer.weight[second].copy_(layer.weight[first])
+                    layer.bias[second].copy_(layer.bias[first])
+                agent.critics.layers[0].weight[second, 3:] += torch.randn(2, 16)
         act = torch.zeros(32, 2)
     members = agent.q_lambda_members(lam)
     v, dv = q_lambda_and_grad(agent.critics, obs, members, agent.units.cost_coef(lam), 1.0 + lam)(act)

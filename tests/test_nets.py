@@ -1,7 +1,6 @@
 """Regression guard: the stacked critics compute exactly what separate MLPs would (issue: speed work
 may never change the math)."""
 
-import pytest
 import torch
 from torch import nn
 

@@ -169,8 +169,6 @@ def run_cli(*args, cwd=None):
 def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path, capsys):
     """In this process, through cli.main (the typo test below goes through a real `python -m`)."""
     import signal
-
-    from safehpo.cli import main
     handler = signal.getsignal(signal.SIGTERM)
     try:
         code = main([*args, "--out", str(tmp_path / "x")])
