@@ -24,8 +24,9 @@ from .buffer import ReplayBuffer
 from .cmdp import EnvSpec, episode_cost_measure, load_spec, make_env
 from .config import Config, ConfigError, resolve_device, validate, writable_folder
 from .random_stream import RandomStream
-from .runfolder import (CHECKPOINT_FORMAT, EVAL_COLUMNS, LEGACY_DEFAULTS, PROGRESS_COLUMNS, RESUMABLE_CHANGES,
-                        CsvLog, git_revision, package_versions, save_checkpoint, spec_summary)
+from .runfolder import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, CONFIG_FILE, EVAL_COLUMNS, EVAL_FILE, LEGACY_DEFAULTS,
+                        PROGRESS_COLUMNS, PROGRESS_FILE, RESUMABLE_CHANGES, CsvLog, git_revision, package_versions,
+                        save_checkpoint, spec_summary)
 
 
 
@@ -133,8 +134,8 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
     check_algo(cfg.algo, "--algo")
     spec = load_spec(cfg.env)
     out = writable_folder(out, "--out")
-    ckpt_path = out / "checkpoint.pt"
-    if not resume and ((out / "progress.csv").exists() or ckpt_path.exists()):
+    ckpt_path = out / CHECKPOINT_FILE
+    if not resume and ((out / PROGRESS_FILE).exists() or ckpt_path.exists()):
         raise ConfigError(f"--out: '{out}' already holds a run (add --resume to continue it, or pick another --out)")
 
     device = resolve_device(cfg.device)
@@ -148,8 +149,8 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
     agent = make_agent(cfg, spec, env, device)
     buffer = ReplayBuffer(min(cfg.buffer_size, cfg.steps), agent.obs_dim, agent.act_dim, device)
 
-    progress_log = CsvLog(out / "progress.csv", PROGRESS_COLUMNS)
-    eval_log = CsvLog(out / "eval.csv", EVAL_COLUMNS)
+    progress_log = CsvLog(out / PROGRESS_FILE, PROGRESS_COLUMNS)
+    eval_log = CsvLog(out / EVAL_FILE, EVAL_COLUMNS)
     step, episode, n_evals, wall_before = 0, 0, 0, 0.0
     if resume and ckpt_path.exists():
         # on the CPU: random states must be CPU byte tensors; the loads below copy onto the device
@@ -184,7 +185,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
                   **agent.describe(),
                   "versions": package_versions(), "git_revision": git_revision(),
                   "command": command or " ".join(sys.argv)}
-    write_atomic(out / "config.yaml", yaml.safe_dump(config_doc, sort_keys=False))
+    write_atomic(out / CONFIG_FILE, yaml.safe_dump(config_doc, sort_keys=False))
 
     def write_status(state: str, reason: str | None = None) -> None:
         runfolder.write_status(out, state, reason, step, round(wall_before + time.perf_counter() - t_start, 2),
