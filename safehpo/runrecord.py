@@ -26,6 +26,15 @@ BUDGET_KIND_LABELS = {
 }
 
 
+def _rows(table: dict[str, np.ndarray]) -> int:
+    return int(table["step"].size) if "step" in table else 0
+
+
+def _column(table: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """One column of a CSV read by `read_csv_columns`; NaN in every row if the file lacks it."""
+    return table[name] if name in table else np.full(_rows(table), np.nan)
+
+
 @dataclass
 class RunRecord:
     """Everything a bench left in one `<algo>/seed-<n>/` folder.
@@ -45,13 +54,11 @@ class RunRecord:
 
     @property
     def episodes(self) -> int:
-        return int(self.progress["step"].size) if "step" in self.progress else 0
+        return _rows(self.progress)
 
     def column(self, name: str) -> np.ndarray:
         """A progress.csv column (an array of NaN if the file lacks it)."""
-        if name in self.progress:
-            return self.progress[name]
-        return np.full(self.episodes, np.nan)
+        return _column(self.progress, name)
 
     def total(self, name: str) -> float | None:
         """The sum of a progress.csv column's numbers; None if it has none."""
@@ -61,13 +68,11 @@ class RunRecord:
 
     @property
     def evaluations(self) -> int:
-        return int(self.evaluation["step"].size) if "step" in self.evaluation else 0
+        return _rows(self.evaluation)
 
     def eval_column(self, name: str) -> np.ndarray:
         """An eval.csv column (an array of NaN if the file lacks it, e.g. an old 5-column file)."""
-        if name in self.evaluation:
-            return self.evaluation[name]
-        return np.full(self.evaluations, np.nan)
+        return _column(self.evaluation, name)
 
     @property
     def last_evaluation(self) -> dict[str, float] | None:
