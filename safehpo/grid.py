@@ -105,10 +105,13 @@ def is_finished(run: Run) -> bool:
 
 
 def steps_done(run: Run) -> int:
-    """Env steps the run has finished: all if done, else the step of its last progress.csv row."""
+    """Env steps the run has finished: all if done, else the step of its last progress.csv row or,
+    while it runs, the later step its status.json reports (rewritten every few seconds by train)."""
     if is_finished(run):
         return run.config.steps
-    return min(last_progress_step(run.folder), run.config.steps)
+    status = read_status(run.folder) or {}
+    running = status.get("steps_done", 0) if status.get("state") == "running" else 0
+    return min(max(last_progress_step(run.folder), running), run.config.steps)
 
 
 def run_one(config: dict, folder: str, command: str | None = None) -> dict:

@@ -28,6 +28,9 @@ from .runfolder import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, CONFIG_FILE, EVAL_CO
                         PROGRESS_COLUMNS, PROGRESS_FILE, RESUMABLE_CHANGES, CsvLog, git_revision, package_versions,
                         save_checkpoint, spec_summary)
 
+# status.json of a running run is rewritten with the step reached at most this often (seconds), so
+# a bench's progress bar moves within long episodes (grid.steps_done)
+STATUS_EVERY_S = 10.0
 
 
 class TrainingDiverged(RuntimeError):
@@ -219,6 +222,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
         obs, _ = env.reset(seed=episode_seed(cfg.seed, episode))
         agent.episode_start(obs)
         ep_return, ep_len, ep_t0, shown, ep_first = 0.0, 0, time.perf_counter(), step, step
+        status_at = time.perf_counter()
         while step < cfg.steps:
             # act: uniform warm-up, then the policy (Hamiltonian sampler + Lyapunov filter)
             if step < cfg.learning_starts:
@@ -272,6 +276,9 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
             if bar is not None and step - shown >= 100:
                 bar.update(step - shown)
                 shown = step
+            if step % 100 == 0 and time.perf_counter() - status_at >= STATUS_EVERY_S:
+                write_status("running")  # the step reached, for a bench's bar between episode ends
+                status_at = time.perf_counter()
         if bar is not None:
             bar.update(step - shown)
         checkpoint()

@@ -353,3 +353,38 @@ def test_fewer_steps_than_runs_already_have_is_refused_and_the_suite_says_its_le
     with pytest.raises(ConfigError, match="holds a run of 3000 steps already"):
         run_grid(resolve(load_suite("smoke"), steps=2000), tmp_path, workers=1, progress=False)
     assert not (tmp_path / "halfcheetah-speed" / "suite.yaml").exists()
+
+
+def test_the_bar_counts_a_running_runs_status_between_episode_ends(tmp_path):
+    """grid.steps_done: the last progress.csv row, or the later step a running run's status.json
+    reports (train rewrites it every few seconds); never more than the run asks for."""
+    run = expand(resolve(load_suite("smoke"), steps=3000), tmp_path)[0]
+    run.folder.mkdir(parents=True)
+    (run.folder / "progress.csv").write_text("step,episode\n1000,0\n")
+    status = run.folder / "status.json"
+    status.write_text(json.dumps({"state": "running", "steps_done": 1400}))
+    assert grid.steps_done(run) == 1400
+    status.write_text(json.dumps({"state": "interrupted", "steps_done": 1400}))  # stopped: its episodes count
+    assert grid.steps_done(run) == 1000
+    status.write_text(json.dumps({"state": "running", "steps_done": 9000}))
+    assert grid.steps_done(run) == 3000
+
+
+def test_train_reports_the_step_reached_within_an_episode(tmp_path, monkeypatch):
+    """With a 0-second interval, status.json says "running" every 100 steps, inside episodes of 250
+    steps too, so a bench's bar moves during long episodes; the last word is "done"."""
+    from safehpo import runfolder
+    from safehpo import train as train_module
+    spec = write_spec(tmp_path / "long.yaml", "cheetah-long", "{kind: velocity, params: {measure: abs_x, threshold: 1.0}}",
+                      "{threshold: 2, kind: sum}", steps=250)
+    seen = []
+    real = runfolder.write_status
+    def spy(folder, state, reason, steps_done, *args, **kwargs):
+        seen.append((state, steps_done))
+        return real(folder, state, reason, steps_done, *args, **kwargs)
+    monkeypatch.setattr(runfolder, "write_status", spy)
+    monkeypatch.setattr(train_module, "STATUS_EVERY_S", 0.0)
+    train(apply_overrides(Config(env=spec, algo="sac-lag", seed=0, steps=320, device="cpu"), TINY),
+          tmp_path / "run", progress=False)
+    assert [s for state, s in seen if state == "running"] == [0, 100, 200, 300]  # 100, 200: mid-episode
+    assert seen[-1] == ("done", 320)
