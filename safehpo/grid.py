@@ -19,7 +19,7 @@ import yaml
 
 from .config import Config, ConfigError
 from .runfolder import (CONFIG_FILE, LEGACY_DEFAULTS, env_folder_name, last_progress_step, read_status, record_failure, run_name,
-                        seed_folder)
+                        seed_folder, step_reached)
 from .suite import Suite
 
 @dataclass(frozen=True)
@@ -106,12 +106,10 @@ def is_finished(run: Run) -> bool:
 
 def steps_done(run: Run) -> int:
     """Env steps the run has finished: all if done, else the step of its last progress.csv row or,
-    while it runs, the later step its status.json reports (rewritten every few seconds by train)."""
+    while it runs, the later step its status.json reports (`runfolder.step_reached`)."""
     if is_finished(run):
         return run.config.steps
-    status = read_status(run.folder) or {}
-    running = status.get("steps_done", 0) if status.get("state") == "running" else 0
-    return min(max(last_progress_step(run.folder), running), run.config.steps)
+    return min(max(last_progress_step(run.folder), step_reached(run.folder)), run.config.steps)
 
 
 def run_one(config: dict, folder: str, command: str | None = None) -> dict:

@@ -23,6 +23,7 @@ import os
 import platform
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -169,12 +170,31 @@ def read_config(folder: Path | str) -> dict:
 
 
 # ---- status.json -------------------------------------------------------------------------------
+# While a run trains, its status.json is rewritten at most this often (seconds) with the step it
+# has reached (`step_reached`; `steps_done` stays the step a resume would start from), so a
+# bench's progress bar moves within long episodes. A `step_reached` older than a few intervals is
+# a dead process's, not counted.
+STATUS_EVERY_S = 10.0
+LIVE_STATUS_MAX_AGE_S = 6 * STATUS_EVERY_S
+
+
 def write_status(folder: Path | str, state: str, reason: str | None, steps_done: int, wall_seconds: float,
                  **fields) -> Path:
     """status.json: the run's state, why it stopped (failed, interrupted), its steps and time so
     far; `fields` are further entries (train adds `compiled`)."""
     return write_atomic(Path(folder) / STATUS_FILE, json.dumps({
         "state": state, "reason": reason, "steps_done": steps_done, "wall_seconds": wall_seconds, **fields}))
+
+
+def step_reached(folder: Path | str) -> int:
+    """The step a running run reports having reached, if its status.json says so and is fresh; else 0."""
+    path = Path(folder) / STATUS_FILE
+    try:
+        fresh = time.time() - path.stat().st_mtime <= LIVE_STATUS_MAX_AGE_S
+    except OSError:
+        return 0
+    status = read_status(folder) or {}
+    return int(status.get("step_reached", 0)) if fresh and status.get("state") == "running" else 0
 
 
 def read_status(folder: Path | str) -> dict | None:

@@ -25,12 +25,8 @@ from .cmdp import EnvSpec, episode_cost_measure, load_spec, make_env
 from .config import Config, ConfigError, resolve_device, validate, writable_folder
 from .random_stream import RandomStream
 from .runfolder import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, CONFIG_FILE, EVAL_COLUMNS, EVAL_FILE, LEGACY_DEFAULTS,
-                        PROGRESS_COLUMNS, PROGRESS_FILE, RESUMABLE_CHANGES, CsvLog, git_revision, package_versions,
-                        save_checkpoint, spec_summary)
-
-# status.json of a running run is rewritten with the step reached at most this often (seconds), so
-# a bench's progress bar moves within long episodes (grid.steps_done)
-STATUS_EVERY_S = 10.0
+                        PROGRESS_COLUMNS, PROGRESS_FILE, RESUMABLE_CHANGES, STATUS_EVERY_S, CsvLog, git_revision,
+                        package_versions, save_checkpoint, spec_summary)
 
 
 class TrainingDiverged(RuntimeError):
@@ -194,6 +190,11 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
         runfolder.write_status(out, state, reason, step, round(wall_before + time.perf_counter() - t_start, 2),
                                compiled=agent.compiled)  # update and acting through torch.compile
 
+    def report_step(resumes_from: int) -> None:
+        """status.json of a run under way: the step reached, and the step a resume starts from."""
+        runfolder.write_status(out, "running", None, resumes_from, round(wall_before + time.perf_counter() - t_start, 2),
+                               compiled=agent.compiled, step_reached=step)
+
     def checkpoint() -> None:
         save_checkpoint(ckpt_path, {
             "format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "agent": agent.state_dict(), "buffer": buffer.state_dict(),
@@ -222,7 +223,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
         obs, _ = env.reset(seed=episode_seed(cfg.seed, episode))
         agent.episode_start(obs)
         ep_return, ep_len, ep_t0, shown, ep_first = 0.0, 0, time.perf_counter(), step, step
-        status_at = time.perf_counter()
+        status_at, saved_step = time.perf_counter(), step  # saved_step: where a resume would start
         while step < cfg.steps:
             # act: uniform warm-up, then the policy (Hamiltonian sampler + Lyapunov filter)
             if step < cfg.learning_starts:
@@ -269,6 +270,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
                                         f"lam {logged['lambda']:.3g} rej {logged['rejected']}", refresh=False)
                 if step >= next_checkpoint and step < cfg.steps:
                     checkpoint()
+                    saved_step = step
                     next_checkpoint = (step // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval
                 obs, _ = env.reset(seed=episode_seed(cfg.seed, episode))
                 agent.episode_start(obs)
@@ -276,8 +278,8 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
             if bar is not None and step - shown >= 100:
                 bar.update(step - shown)
                 shown = step
-            if step % 100 == 0 and time.perf_counter() - status_at >= STATUS_EVERY_S:
-                write_status("running")  # the step reached, for a bench's bar between episode ends
+            if step % 100 == 0 and step < cfg.steps and time.perf_counter() - status_at >= STATUS_EVERY_S:
+                report_step(resumes_from=saved_step)
                 status_at = time.perf_counter()
         if bar is not None:
             bar.update(step - shown)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from conftest import TINY, write_spec
-from safehpo import backends, grid
+from safehpo import backends, grid, runfolder
 from safehpo.bench import run_grid
 from safehpo.cli import main
 from safehpo.config import Config, ConfigError, apply_overrides
@@ -356,35 +356,46 @@ def test_fewer_steps_than_runs_already_have_is_refused_and_the_suite_says_its_le
 
 
 def test_the_bar_counts_a_running_runs_status_between_episode_ends(tmp_path):
-    """grid.steps_done: the last progress.csv row, or the later step a running run's status.json
-    reports (train rewrites it every few seconds); never more than the run asks for."""
+    """grid.steps_done: the last progress.csv row, or the later step a running run's fresh
+    status.json has reached; not a stopped run's or a stale one's (a dead process); never more
+    than the run asks for."""
     run = expand(resolve(load_suite("smoke"), steps=3000), tmp_path)[0]
     run.folder.mkdir(parents=True)
     (run.folder / "progress.csv").write_text("step,episode\n1000,0\n")
     status = run.folder / "status.json"
-    status.write_text(json.dumps({"state": "running", "steps_done": 1400}))
+    def write(state, reached):
+        status.write_text(json.dumps({"state": state, "steps_done": 0, "step_reached": reached}))
+    write("running", 1400)
     assert grid.steps_done(run) == 1400
-    status.write_text(json.dumps({"state": "interrupted", "steps_done": 1400}))  # stopped: its episodes count
+    write("running", 600)  # behind its episodes: the episodes count
     assert grid.steps_done(run) == 1000
-    status.write_text(json.dumps({"state": "running", "steps_done": 9000}))
+    write("interrupted", 1400)  # stopped: only its episodes count
+    assert grid.steps_done(run) == 1000
+    write("running", 9000)
     assert grid.steps_done(run) == 3000
+    write("running", 1400)
+    old = time.time() - 2 * runfolder.LIVE_STATUS_MAX_AGE_S
+    os.utime(status, (old, old))  # a "running" status nobody has rewritten for minutes
+    assert grid.steps_done(run) == 1000
 
 
-def test_train_reports_the_step_reached_within_an_episode(tmp_path, monkeypatch):
-    """With a 0-second interval, status.json says "running" every 100 steps, inside episodes of 250
-    steps too, so a bench's bar moves during long episodes; the last word is "done"."""
-    from safehpo import runfolder
+@pytest.mark.parametrize("every,expected", [(0.0, [(0, 100), (0, 200), (250, 300)]), (1e9, [])])
+def test_train_reports_the_step_reached_within_an_episode(tmp_path, monkeypatch, every, expected):
+    """With a 0-second interval, a running run's status.json says every 100 steps the step it has
+    reached, inside episodes of 250 steps too, and where a resume would start (its checkpoint at
+    the end of episode 0, step 250); with a long interval it writes none; the last word is "done"."""
     from safehpo import train as train_module
     spec = write_spec(tmp_path / "long.yaml", "cheetah-long", "{kind: velocity, params: {measure: abs_x, threshold: 1.0}}",
                       "{threshold: 2, kind: sum}", steps=250)
     seen = []
     real = runfolder.write_status
     def spy(folder, state, reason, steps_done, *args, **kwargs):
-        seen.append((state, steps_done))
+        seen.append((state, steps_done, kwargs.get("step_reached")))
         return real(folder, state, reason, steps_done, *args, **kwargs)
     monkeypatch.setattr(runfolder, "write_status", spy)
-    monkeypatch.setattr(train_module, "STATUS_EVERY_S", 0.0)
+    monkeypatch.setattr(train_module, "STATUS_EVERY_S", every)
     train(apply_overrides(Config(env=spec, algo="sac-lag", seed=0, steps=320, device="cpu"), TINY),
           tmp_path / "run", progress=False)
-    assert [s for state, s in seen if state == "running"] == [0, 100, 200, 300]  # 100, 200: mid-episode
-    assert seen[-1] == ("done", 320)
+    assert [(done, reached) for state, done, reached in seen if reached is not None] == expected
+    assert all(state == "running" for state, _, reached in seen if reached is not None)
+    assert seen[0] == ("running", 0, None) and seen[-1] == ("done", 320, None)
