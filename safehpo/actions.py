@@ -18,8 +18,7 @@ from .algos import check_algo
 from .cmdp import load_spec, make_env
 from .config import Config, ConfigError, apply_overrides
 from .drawing import STYLE, pyplot, save_figure
-from .runfolder import ACTIONS_FILE, CHECKPOINT_FILE, CONFIG_FILE
-from .runfolder import LEGACY_DEFAULTS
+from .runfolder import ACTIONS_FILE, CHECKPOINT_FILE, CONFIG_FILE, LEGACY_DEFAULTS
 
 Q_GRID = 121   # points per axis of the Q_lambda contour
 

@@ -18,8 +18,8 @@ from typing import Iterator
 import yaml
 
 from .config import Config, ConfigError
-from .runfolder import (CONFIG_FILE, LEGACY_DEFAULTS, env_folder_name, last_progress_step, read_status, record_failure, run_name,
-                        seed_folder, step_reached)
+from .runfolder import (CONFIG_FILE, LEGACY_DEFAULTS, env_folder_name, last_progress_step, read_status, record_failure,
+                        run_name, seed_folder, step_reached)
 from .suite import Suite
 
 @dataclass(frozen=True)

@@ -186,14 +186,13 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
                   "command": command or " ".join(sys.argv)}
     write_atomic(out / CONFIG_FILE, yaml.safe_dump(config_doc, sort_keys=False))
 
-    def write_status(state: str, reason: str | None = None) -> None:
-        runfolder.write_status(out, state, reason, step, round(wall_before + time.perf_counter() - t_start, 2),
-                               compiled=agent.compiled)  # update and acting through torch.compile
-
-    def report_step(resumes_from: int) -> None:
-        """status.json of a run under way: the step reached, and the step a resume starts from."""
-        runfolder.write_status(out, "running", None, resumes_from, round(wall_before + time.perf_counter() - t_start, 2),
-                               compiled=agent.compiled, step_reached=step)
+    def write_status(state: str, reason: str | None = None, resumes_from: int | None = None) -> None:
+        """status.json; with `resumes_from`, a run under way: `step_reached` is the step now and
+        steps_done the step a resume would start from (its last checkpoint)."""
+        live = {} if resumes_from is None else {"step_reached": step}
+        runfolder.write_status(out, state, reason, step if resumes_from is None else resumes_from,
+                               round(wall_before + time.perf_counter() - t_start, 2),
+                               compiled=agent.compiled, **live)  # compiled: update and acting through torch.compile
 
     def checkpoint() -> None:
         save_checkpoint(ckpt_path, {
@@ -279,7 +278,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
                 bar.update(step - shown)
                 shown = step
             if step % 100 == 0 and step < cfg.steps and time.perf_counter() - status_at >= STATUS_EVERY_S:
-                report_step(resumes_from=saved_step)
+                write_status("running", resumes_from=saved_step)
                 status_at = time.perf_counter()
         if bar is not None:
             bar.update(step - shown)
