@@ -110,8 +110,8 @@ class Config:
     alpha_init: float = 1.0
     autotune_alpha: bool = True   # target entropy -|A|
     cost_scale: float = 1.0       # the cost critic learns c * cost_scale; reports stay in spec units
-    cost_critics: int = 1         # 1: one cost critic (the papers'); 2: twins, Q_C their larger value (docs/multiplier.md)
-    cost_floor: bool = False      # clamp the cost critic's target at a zero cost's value (every cost is >= 0)
+    cost_critics: int = 2         # 2: twins, Q_C their larger value (docs/multiplier.md); 1: one cost critic (the papers')
+    cost_floor: bool = True       # clamp the cost critic's target at a zero cost's value (every cost is >= 0)
 
     # Lagrange multiplier (lagrange.py)
     lagrange: str = "paper"       # paper: per-episode ascent | pid | adam: per-gradient-step Adam

@@ -18,7 +18,7 @@ from typing import Iterator
 import yaml
 
 from .config import Config, ConfigError
-from .runfolder import (CONFIG_FILE, LEGACY_DEFAULTS, env_folder_name, last_progress_step, read_status, record_failure,
+from .runfolder import (CONFIG_FILE, config_mismatch, env_folder_name, last_progress_step, read_status, record_failure,
                         run_name, seed_folder, step_reached)
 from .suite import Suite
 
@@ -86,16 +86,15 @@ def check_existing(runs: list[Run]) -> None:
             old = yaml.safe_load((run.folder / CONFIG_FILE).read_text()) or {}
         except (OSError, yaml.YAMLError):
             continue
-        old = {**LEGACY_DEFAULTS, **old}  # a run saved before a hyperparameter existed ran with its old value
-        new = run.config.to_dict()
         status = read_status(run.folder) or {}
         if status.get("steps_done", 0) > run.config.steps:
             raise ConfigError(f"--steps {run.config.steps}: '{run.folder}' holds a run of {status['steps_done']} "
                               f"steps already; ask for at least as many, or use another --out")
-        for key, value in new.items():
-            if key not in _MAY_CHANGE and key in old and old[key] != value:
-                raise ConfigError(f"--out: '{run.folder}' holds a run with {key}={old[key]}, this grid asks for "
-                                  f"{key}={value}; use another --out, or remove that run to retrain it")
+        mismatch = config_mismatch(old, run.config.to_dict(), _MAY_CHANGE)
+        if mismatch:
+            had, asked, sets = mismatch
+            raise ConfigError(f"--out: '{run.folder}' holds a run with {had}, this grid asks for {asked}; add "
+                              f"'{sets}' to continue it, use another --out, or remove that run to retrain it")
 
 
 def is_finished(run: Run) -> bool:

@@ -11,7 +11,8 @@ from .atomic import write_atomic
 from .audit import AUDIT_FILE
 from .bootstrap import MIN_SEEDS_FOR_CI, SeedStat
 from .figures import FIGURE_FILES
-from .runfolder import COMMAND_FILE, FINISHED
+from .config import Config
+from .runfolder import COMMAND_FILE, FINISHED, LEGACY_DEFAULTS, setting_text
 from .runrecord import BUDGET_KIND_LABELS, RunRecord, collect_runs, env_budget, env_name
 from .summary import SUMMARY_FILE, algo_table, summarise
 from .tables import field_text, fixed_text, md_table, significant_text
@@ -133,6 +134,40 @@ def _range_text(values: Iterable[Any], unit: str = "") -> str | None:
     return f"{v[0]:,}{unit}" if len(v) == 1 else f"{v[0]:,}-{v[-1]:,}{unit}"
 
 
+# Config fields that name the run or change its speed, not the algorithm: never listed as settings.
+_NOT_SETTINGS = ("env", "algo", "seed", "steps", "device", "threads", "compile")
+
+
+def settings_text(runs: Sequence[RunRecord]) -> str:
+    """'Settings: ...': per algorithm, the hyperparameters of its runs' config.yaml that differ from
+    the defaults of this code (safehpo/config.py); a value some seeds share names those seeds."""
+    defaults = Config().to_dict()
+    lines = []
+    for algo in sorted({r.algo for r in runs}):
+        own = sorted((r for r in runs if r.algo == algo), key=lambda r: r.seed)
+        differ: dict[str, dict[Any, list[int]]] = {}
+        for r in own:
+            config = {**LEGACY_DEFAULTS, **r.config}  # a run saved before a field existed ran with its old value
+            for key, default in defaults.items():
+                if key in _NOT_SETTINGS or key not in config or config[key] == default:
+                    continue
+                differ.setdefault(key, {}).setdefault(config[key], []).append(r.seed)
+        if not differ:
+            continue
+        items = []
+        for key, values in differ.items():
+            for value, seeds in values.items():
+                text = f"{key}={setting_text(value)}"
+                if len(seeds) < len(own):
+                    text += f" (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
+                items.append(text)
+        lines.append(f"{algo}: `{'`, `'.join(items)}`")
+    if not lines:
+        return "Settings: the defaults of safehpo/config.py for every algorithm."
+    return ("Settings that differ from the defaults of safehpo/config.py (config.yaml of each run): "
+            + "; ".join(lines) + ".")
+
+
 def method_text(table: Sequence[dict]) -> str:
     """METHOD, its confidence-interval paragraph worded for this report's seed counts."""
     counts = {a["usable"] for a in table if a["usable"]}
@@ -179,7 +214,7 @@ def write_report(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -
     if unfinished:
         line += " Unfinished, not in the means: " + "; ".join(
             f"{r['algo']} seed {r['seed']} ({r['status']}, {_steps_cell(r)} steps)" for r in unfinished) + "."
-    parts += ["", line, ""]
+    parts += ["", line, "", settings_text(runs), ""]
     daggers = any(a["partial"] for a in table)
     dagger_note = (f"{DAGGER} No finished run: the mean is over the unfinished runs (partial "
                    "training, up to their last episode); see the per-seed tables.")

@@ -25,7 +25,7 @@ import re
 import subprocess
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import yaml
@@ -254,3 +254,23 @@ RESUMABLE_CHANGES = {"steps", "device", "threads", "compile", "fast_paths"}  # w
 CHECKPOINT_FORMAT = 2  # 2: one optimiser for the policy and the temperature (1: a separate alpha_opt)
 # hyperparameters added since, with the value that runs saved without them had
 LEGACY_DEFAULTS = {"lambda_units": "paper", "fast_paths": True, "cost_critics": 1, "cost_floor": False}
+
+
+def setting_text(value: Any) -> str:
+    """A hyperparameter's value as `--set` takes it (booleans in lower case)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def config_mismatch(saved: dict, asked: dict, may_change: Iterable[str],
+                    missing_differs: bool = False) -> tuple[str, str, str] | None:
+    """How a saved run's hyperparameters (missing ones at LEGACY_DEFAULTS) differ from those asked
+    for, outside `may_change`: ('k=saved, ...', 'k=asked, ...', '--set k=saved ...'), or None. A
+    key the saved run still lacks counts as different only with `missing_differs`."""
+    saved = {**LEGACY_DEFAULTS, **saved}
+    keys = [k for k in asked if k not in may_change and (k in saved or missing_differs)
+            and saved.get(k) != asked[k]]
+    if not keys:
+        return None
+    return (", ".join(f"{k}={setting_text(saved.get(k))}" for k in keys),
+            ", ".join(f"{k}={setting_text(asked[k])}" for k in keys),
+            " ".join(f"--set {k}={setting_text(saved.get(k))}" for k in keys))

@@ -24,7 +24,7 @@ from .buffer import ReplayBuffer
 from .cmdp import EnvSpec, episode_cost_measure, load_spec, make_env
 from .config import Config, ConfigError, resolve_device, validate, writable_folder
 from .random_stream import RandomStream
-from .runfolder import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, CONFIG_FILE, EVAL_COLUMNS, EVAL_FILE, LEGACY_DEFAULTS,
+from .runfolder import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, CONFIG_FILE, EVAL_COLUMNS, EVAL_FILE, config_mismatch,
                         PROGRESS_COLUMNS, PROGRESS_FILE, RESUMABLE_CHANGES, STATUS_EVERY_S, CsvLog, git_revision,
                         package_versions, save_checkpoint, spec_summary)
 
@@ -161,12 +161,11 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
         if state["step"] > cfg.steps:
             raise ConfigError(f"--steps {cfg.steps}: '{out}' holds a run of {state['step']} steps already "
                               f"(give --steps >= {state['step']}, or another --out)")
-        saved, asked = {**LEGACY_DEFAULTS, **state["config"]}, cfg.to_dict()
-        changed = [k for k in asked if k not in RESUMABLE_CHANGES and saved.get(k) != asked[k]]
-        if changed:
-            k = changed[0]
-            raise ConfigError(f"--resume: '{out}' holds a run with {k}={saved.get(k)!r}, this command asks "
-                              f"{k}={asked[k]!r} (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)")
+        mismatch = config_mismatch(state["config"], cfg.to_dict(), RESUMABLE_CHANGES, missing_differs=True)
+        if mismatch:
+            had, asked, sets = mismatch
+            raise ConfigError(f"--resume: '{out}' holds a run with {had}, this command asks {asked} (only "
+                              f"{', '.join(sorted(RESUMABLE_CHANGES))} may change); add '{sets}' to continue it")
         agent.load_state_dict(state["agent"])
         buffer.load_state_dict(state["buffer"])
         rng.bit_generator.state = state["numpy_rng"]

@@ -104,9 +104,10 @@ def test_temperature_stays_without_autotune():
 @pytest.mark.parametrize("offset, rate", [(0.0, False), (2.0, True), (0.0, True)])
 def test_cost_critic_target_in_lagrangian_units(offset, rate):
     """The cost critic learns (c - offset) / unit (times cost_scale); for a rate (an average budget)
-    it bootstraps through termination, otherwise a terminal transition ends the sum."""
+    it bootstraps through termination, otherwise a terminal transition ends the sum. One cost
+    critic (the papers'); the twins' target is tested below."""
     torch.manual_seed(0)
-    cfg = Config(algo="sac-lag", hidden=16, actor_hidden=16, cost_scale=0.5)
+    cfg = Config(algo="sac-lag", hidden=16, actor_hidden=16, cost_scale=0.5, cost_critics=1, cost_floor=False)
     agent = Agent(cfg, 3, -np.ones(2, np.float32), np.ones(2, np.float32), constrained=True, budget=2.0,
                   budget_discounted=1.0, cost_unit=4.0, cost_offset=offset, cost_rate=rate)
     b = random_batch(8, 3, 2)

@@ -19,7 +19,9 @@ from safehpo import audit, runrecord
 from safehpo.aggregate import aggregate_all
 from safehpo.audit import AUDIT_COLUMNS, audit_table, format_audit, write_audit
 from safehpo.bootstrap import bootstrap_ci, bootstrap_ci_curve
-from safehpo.report import write_report
+from safehpo.config import Config
+from safehpo.report import settings_text, write_report
+from safehpo.runfolder import LEGACY_DEFAULTS
 from safehpo.runrecord import collect_runs, find_env_dirs
 from safehpo.summary import SUMMARY_COLUMNS, algo_table, final_mean, summarise, write_summary
 
@@ -540,3 +542,28 @@ def test_audit_spread_without_lengths_uses_the_previous_end(tmp_path):
     write_run(tmp_path, "sac-hpo", 0, rows, steps=800)   # buckets of 40
     table = audit_table(tmp_path)
     assert [r["rejected"] for r in table] == pytest.approx([0.4] * 10 + [0.8] * 10)
+
+
+def test_report_names_the_settings_that_differ_from_the_defaults(tmp_path):
+    """A run's config.yaml is compared with Config(): a differing hyperparameter is listed per
+    algorithm, with the seeds when only some have it; a field missing from an old config.yaml
+    counts at its LEGACY_DEFAULTS value; the run's name, length and speed settings never count."""
+    current = Config().to_dict()
+    rows = [dict(step=1000, episode=0, cost=1.0, length=1000)]
+    write_run(tmp_path, "sac-lag", 0, rows, config={**current, "cost_critics": 1, "threads": 4, "compile": "never"})
+    write_run(tmp_path, "sac-lag", 1, rows, config={**current, "cost_critics": 1, "lr": 0.001})
+    write_run(tmp_path, "sac-hpo", 0, rows, config=current)
+    old = {k: v for k, v in current.items() if k not in LEGACY_DEFAULTS}
+    write_run(tmp_path, "sac-pid", 0, rows, config=old)
+    text = settings_text(collect_runs(tmp_path))
+    assert "sac-lag: `cost_critics=1`, `lr=0.001 (seed 1)`" in text
+    assert "sac-hpo" not in text and "threads" not in text and "compile" not in text
+    legacy = {k: v for k, v in LEGACY_DEFAULTS.items() if current[k] != v}
+    assert legacy  # the old defaults differ from today's in something, or this test tests nothing
+    for key, value in legacy.items():
+        assert f"{key}={str(value).lower() if isinstance(value, bool) else value}" in text.split("sac-pid: ")[1]
+    (tmp_path / "only").mkdir()
+    write_run(tmp_path / "only", "sac-hpo", 0, rows, config=current)
+    assert settings_text(collect_runs(tmp_path / "only")) == \
+        "Settings: the defaults of safehpo/config.py for every algorithm."
+    assert settings_text(collect_runs(tmp_path)) in write_report(tmp_path).read_text()

@@ -13,7 +13,7 @@ import torch
 from conftest import TINY
 from safehpo.cli import main
 from safehpo.config import Config, ConfigError, apply_overrides
-from safehpo.runfolder import PROGRESS_COLUMNS, TIMING_COLUMNS
+from safehpo.runfolder import PROGRESS_COLUMNS, TIMING_COLUMNS, config_mismatch
 from safehpo.train import train
 
 
@@ -266,6 +266,32 @@ def test_resume_with_fewer_steps_than_done_is_one_line(speed_spec, tmp_path):
     with pytest.raises(ConfigError, match="holds a run of 300 steps already"):
         train(tiny_cfg(speed_spec, steps=200), out, resume=True, progress=False)
     assert len(rows(out / "progress.csv")) == 6  # untouched
+
+
+def test_resume_with_other_hyperparameters_names_them_all_and_the_flags(speed_spec, tmp_path):
+    """A run made with other hyperparameters (here the papers' single cost critic) is refused in
+    one line naming every difference and the --set flags that continue it; with them it resumes."""
+    out = tmp_path / "run"
+    single = ["cost_critics=1", "cost_floor=false"]
+    train(tiny_cfg(speed_spec, steps=300, extra=single), out, progress=False)
+    with pytest.raises(ConfigError, match=r"holds a run with cost_critics=1, cost_floor=false, this command asks "
+                                          r"cost_critics=2, cost_floor=true .*add '--set cost_critics=1 --set "
+                                          r"cost_floor=false' to continue it"):
+        train(tiny_cfg(speed_spec, steps=400), out, resume=True, progress=False)
+    assert len(rows(out / "progress.csv")) == 6  # untouched
+    train(tiny_cfg(speed_spec, steps=400, extra=single), out, resume=True, progress=False)
+    assert len(rows(out / "progress.csv")) == 8
+
+
+def test_config_mismatch_reads_missing_keys_at_their_legacy_values():
+    asked = Config().to_dict()
+    assert config_mismatch(dict(asked), asked, ()) is None
+    old = {k: v for k, v in asked.items() if k not in ("cost_critics", "cost_floor", "lambda_units", "lr")}
+    had, now, sets = config_mismatch(old, asked, ("lambda_units",))
+    assert had == "cost_critics=1, cost_floor=false" and now == "cost_critics=2, cost_floor=true"
+    assert sets == "--set cost_critics=1 --set cost_floor=false"
+    _, _, sets = config_mismatch(old, asked, ("lambda_units",), missing_differs=True)  # lr: not saved, no legacy value
+    assert sets == "--set lr=None --set cost_critics=1 --set cost_floor=false"
 
 
 def test_output_files_take_the_umask_mode(speed_spec, tmp_path):
