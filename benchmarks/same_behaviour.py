@@ -52,6 +52,7 @@ def runs() -> list[tuple[str, str, list[str]]]:
     from safehpo.algos import ALGOS
     out = [(f"{algo}-{spec}", spec, ["compile=never"]) for algo in ALGOS for spec in SPECS]
     out.append(("sac-lag-torque-paper-units", "torque", ["compile=never", "lambda_units=paper"]))
+    out.append(("sac-lag-torque-one-cost-critic", "torque", ["compile=never", "cost_critics=1", "cost_floor=false"]))
     out.append(("sac-hpo-torque-compiled", "torque", ["compile=always"]))
     return out
 

@@ -87,7 +87,8 @@ def check_keys(raw: Any, where: str, allowed: tuple[str, ...], required: tuple[s
 
 @dataclass
 class Config:
-    """All hyperparameters of one run. Defaults follow docs/design.md (the papers' values)."""
+    """All hyperparameters of one run. Defaults follow docs/design.md: the papers' values, except the
+    multiplier's units and the twin cost critics with their floor (docs/multiplier.md)."""
 
     env: str = "halfcheetah-speed"
     algo: str = "sac-lag"

@@ -90,6 +90,8 @@ def check_existing(runs: list[Run]) -> None:
         if status.get("steps_done", 0) > run.config.steps:
             raise ConfigError(f"--steps {run.config.steps}: '{run.folder}' holds a run of {status['steps_done']} "
                               f"steps already; ask for at least as many, or use another --out")
+        if not isinstance(old, dict) or not old:  # empty or not a mapping: nothing to compare
+            continue
         mismatch = config_mismatch(old, run.config.to_dict(), _MAY_CHANGE)
         if mismatch:
             had, asked, sets = mismatch

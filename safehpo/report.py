@@ -12,7 +12,7 @@ from .audit import AUDIT_FILE
 from .bootstrap import MIN_SEEDS_FOR_CI, SeedStat
 from .figures import FIGURE_FILES
 from .config import Config
-from .runfolder import COMMAND_FILE, FINISHED, LEGACY_DEFAULTS, setting_text
+from .runfolder import COMMAND_FILE, FINISHED, LEGACY_DEFAULTS, RESUMABLE_CHANGES, setting_text
 from .runrecord import BUDGET_KIND_LABELS, RunRecord, collect_runs, env_budget, env_name
 from .summary import SUMMARY_FILE, algo_table, summarise
 from .tables import field_text, fixed_text, md_table, significant_text
@@ -134,17 +134,19 @@ def _range_text(values: Iterable[Any], unit: str = "") -> str | None:
     return f"{v[0]:,}{unit}" if len(v) == 1 else f"{v[0]:,}-{v[-1]:,}{unit}"
 
 
-# Config fields that name the run or change its speed, not the algorithm: never listed as settings.
-_NOT_SETTINGS = ("env", "algo", "seed", "steps", "device", "threads", "compile")
+# Config fields that name the run, or change its speed and rounding but not the algorithm
+# (what a resume may change): never listed as settings.
+_NOT_SETTINGS = {"env", "algo", "seed"} | RESUMABLE_CHANGES
 
 
 def settings_text(runs: Sequence[RunRecord]) -> str:
     """'Settings: ...': per algorithm, the hyperparameters of its runs' config.yaml that differ from
-    the defaults of this code (safehpo/config.py); a value some seeds share names those seeds."""
+    the defaults of this code (safehpo/config.py); a value some seeds share names those seeds. A
+    run without a readable config.yaml (one that failed before writing it) is left out."""
     defaults = Config().to_dict()
     lines = []
     for algo in sorted({r.algo for r in runs}):
-        own = sorted((r for r in runs if r.algo == algo), key=lambda r: r.seed)
+        own = sorted((r for r in runs if r.algo == algo and r.config), key=lambda r: r.seed)
         differ: dict[str, dict[Any, list[int]]] = {}
         for r in own:
             config = {**LEGACY_DEFAULTS, **r.config}  # a run saved before a field existed ran with its old value

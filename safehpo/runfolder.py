@@ -264,13 +264,15 @@ def setting_text(value: Any) -> str:
 def config_mismatch(saved: dict, asked: dict, may_change: Iterable[str],
                     missing_differs: bool = False) -> tuple[str, str, str] | None:
     """How a saved run's hyperparameters (missing ones at LEGACY_DEFAULTS) differ from those asked
-    for, outside `may_change`: ('k=saved, ...', 'k=asked, ...', '--set k=saved ...'), or None. A
-    key the saved run still lacks counts as different only with `missing_differs`."""
+    for, outside `may_change`: ('k=saved, ...', 'k=asked, ...', the flags that ask for the saved
+    values: '--set k=saved ...', '--env E' for env, algo and seed), or None. A key the saved run
+    lacks counts as different only with `missing_differs`, shown as not recorded, with no flag."""
     saved = {**LEGACY_DEFAULTS, **saved}
     keys = [k for k in asked if k not in may_change and (k in saved or missing_differs)
             and saved.get(k) != asked[k]]
     if not keys:
         return None
-    return (", ".join(f"{k}={setting_text(saved.get(k))}" for k in keys),
-            ", ".join(f"{k}={setting_text(asked[k])}" for k in keys),
-            " ".join(f"--set {k}={setting_text(saved.get(k))}" for k in keys))
+    had = [f"{k}={setting_text(saved[k])}" if k in saved else f"{k} not recorded" for k in keys]
+    flags = [f"--{k} {saved[k]}" if k in ("env", "algo", "seed") else f"--set {k}={setting_text(saved[k])}"
+             for k in keys if k in saved]
+    return ", ".join(had), ", ".join(f"{k}={setting_text(asked[k])}" for k in keys), " ".join(flags)

@@ -88,7 +88,7 @@ def update_gflop(agent: Agent, batch: dict) -> float | None:
     return counter.get_total_flops() / 1e9
 
 
-def matmul_gflops(device: torch.device, members: int = 3, width: int = 256, batch: int = 256,
+def matmul_gflops(device: torch.device, members: int = 4, width: int = 256, batch: int = 256,
                   seconds: float = 0.3) -> float:
     """Measured GFLOP/s of the critic stack's hidden layer, [M, B, H] x [M, H, H] (batched matmul)."""
     x = torch.randn(members, batch, width, device=device)
@@ -308,7 +308,8 @@ def cmd_speed(args) -> int:
     except OSError:
         raise ConfigError(f"--out: cannot write '{out}'") from None
     torch.set_num_threads(configs[0].threads)
-    gflops = matmul_gflops(device)
+    members = 2 + configs[0].cost_critics  # the critic stack of a constrained run: reward twins, cost critics
+    gflops = matmul_gflops(device, members=members)
     results = []
     with tqdm(configs, desc="speed", unit="config", disable=args.quiet, dynamic_ncols=True) as bar:
         for cfg in bar:
@@ -317,7 +318,7 @@ def cmd_speed(args) -> int:
                                    status=lambda phase, name=name: bar.set_postfix_str(f"{name}: {phase}")))
     print(format_table(results))
     print(f"floor ms = GFLOP/update at {gflops:.0f} GFLOP/s, this device's measured rate for the critic stack's "
-          f"[3, 256, 256] x [3, 256, 256] batched matmul")
+          f"[{members}, 256, 256] x [{members}, 256, 256] batched matmul")
     from .runfolder import git_revision, package_versions
     doc = {"machine": machine_info(device), "torch": str(torch.__version__), "versions": package_versions(),
            "git_revision": git_revision(),

@@ -63,23 +63,26 @@ def test_gaussian_sample_log_density_is_the_squashed_gaussian():
 
 
 def test_filter_decisions_do_not_depend_on_cost_scale():
-    """The cost critic learns c * cost_scale; the filter must test in the spec's units."""
+    """The cost critics learn c * cost_scale; the filter must test in the spec's units. eps_L < 0
+    here, so the filter rejects some candidates and falls back on some actions."""
     decisions = []
     for scale in (1.0, 10.0):
         agent = small_agent("sac-hpo", cost_scale=scale)
-        with torch.no_grad():  # the same critic in spec units: scale the cost member's last layer
+        with torch.no_grad():  # the same critics in spec units: scale the cost members' last layer
             for net in (agent.critics, agent.critics_target):
-                net.layers[-1].weight[2] *= scale
-                net.layers[-1].bias[2] *= scale
+                net.layers[-1].weight[2:] *= scale
+                net.layers[-1].bias[2:] *= scale
         obs = np.zeros(3, dtype=np.float32)
         agent.filter.budget = agent.cost_value(torch.zeros(1, 3), agent.actor_prev.mean_action(
-            torch.zeros(1, 3))) + 0.05 / (1 - agent.cfg.gamma)  # eps_L = 0.05 in spec units
+            torch.zeros(1, 3))) - 0.01 / (1 - agent.cfg.gamma)  # eps_L = -0.01 in spec units
         agent.episode_start(obs)
         torch.manual_seed(5)
+        rng = np.random.default_rng(0)
         for _ in range(30):
-            agent.act(np.random.default_rng(0).normal(size=3).astype(np.float32))
+            agent.act(rng.normal(size=3).astype(np.float32))
         decisions.append((round(agent.filter.eps_l, 6), agent.audit.rejected, agent.audit.unsafe_fallbacks))
     assert decisions[0] == decisions[1]
+    assert 0 < decisions[0][2] < 30 < decisions[0][1]  # some rejections and fallbacks, not all actions
 
 
 @pytest.mark.parametrize("target, direction", [(1e6, 1.0), (-1e6, -1.0)])

@@ -547,7 +547,8 @@ def test_audit_spread_without_lengths_uses_the_previous_end(tmp_path):
 def test_report_names_the_settings_that_differ_from_the_defaults(tmp_path):
     """A run's config.yaml is compared with Config(): a differing hyperparameter is listed per
     algorithm, with the seeds when only some have it; a field missing from an old config.yaml
-    counts at its LEGACY_DEFAULTS value; the run's name, length and speed settings never count."""
+    counts at its LEGACY_DEFAULTS value; the run's name, length and speed settings never count,
+    nor a run without a config.yaml."""
     current = Config().to_dict()
     rows = [dict(step=1000, episode=0, cost=1.0, length=1000)]
     write_run(tmp_path, "sac-lag", 0, rows, config={**current, "cost_critics": 1, "threads": 4, "compile": "never"})
@@ -564,6 +565,10 @@ def test_report_names_the_settings_that_differ_from_the_defaults(tmp_path):
         assert f"{key}={str(value).lower() if isinstance(value, bool) else value}" in text.split("sac-pid: ")[1]
     (tmp_path / "only").mkdir()
     write_run(tmp_path / "only", "sac-hpo", 0, rows, config=current)
+    assert settings_text(collect_runs(tmp_path / "only")) == \
+        "Settings: the defaults of safehpo/config.py for every algorithm."
+    failed = write_run(tmp_path / "only", "sac-lag", 1, rows)  # failed before writing its config.yaml
+    (failed / "config.yaml").unlink()
     assert settings_text(collect_runs(tmp_path / "only")) == \
         "Settings: the defaults of safehpo/config.py for every algorithm."
     assert settings_text(collect_runs(tmp_path)) in write_report(tmp_path).read_text()

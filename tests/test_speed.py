@@ -75,13 +75,14 @@ def test_bad_flags_exit_2_with_one_line(flags, names, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("cost_critics", [1, 2])
 @pytest.mark.parametrize("lam", [1.0, 0.0])
-def test_update_gflop_is_the_matmul_work_the_design_counts(lam):
-    """One sac-lag update multiplies exactly: the critic target (actor on s', three target critics),
-    the critic loss (forward, weight gradients, input gradients of layers 2-3), the actor step
-    (actor, then the critics with detached weights: input gradients only, the cost critic only
-    while lambda > 0) and the actor's backward. Extra work (say, critic weight gradients in the
-    actor step) fails this."""
+def test_update_gflop_is_the_matmul_work_the_design_counts(lam, cost_critics):
+    """One sac-lag update multiplies exactly: the critic target (actor on s', every target critic:
+    two reward critics and `cost_critics` cost critics), the critic loss (forward, weight
+    gradients, input gradients of layers 2-3), the actor step (actor, then the critics with
+    detached weights: input gradients only, the cost critics only while lambda > 0) and the
+    actor's backward. Extra work (say, critic weight gradients in the actor step) fails this."""
     import numpy as np
 
     from safehpo.agent import Agent
@@ -89,16 +90,18 @@ def test_update_gflop_is_the_matmul_work_the_design_counts(lam):
     from safehpo.speed import update_gflop
 
     d, A, H, Ha, B = 5, 2, 16, 12, 32
-    cfg = Config(algo="sac-lag", hidden=H, actor_hidden=Ha, batch_size=B, lambda_init=lam)
+    cfg = Config(algo="sac-lag", hidden=H, actor_hidden=Ha, batch_size=B, lambda_init=lam,
+                 cost_critics=cost_critics)
     agent = Agent(cfg, d, -np.ones(A, np.float32), np.ones(A, np.float32), constrained=True, budget=1.0)
     batch = random_batch(B, d, A)
     critic = 2 * B * ((d + A) * H + H * H + H)           # one member's forward
     critic_input_grads = 2 * B * (H + H * H + H * (d + A))
     actor = 2 * B * (d * Ha + Ha * Ha + Ha * 2 * A)
     actor_input_grads = 2 * B * (Ha * Ha + Ha * 2 * A)     # layers 2 and 3 (s needs no gradient)
-    actor_step_members = 3 if lam > 0 else 2
-    expected = (actor + 3 * critic                                     # target
-                + 3 * critic + 3 * critic + 3 * (2 * B * (H * H + H))  # loss: forward, weight grads, input grads
+    n = 2 + cost_critics                                   # critic members
+    actor_step_members = n if lam > 0 else 2
+    expected = (actor + n * critic                                     # target
+                + n * critic + n * critic + n * (2 * B * (H * H + H))  # loss: forward, weight grads, input grads
                 + actor + actor_step_members * (critic + critic_input_grads)
                 + actor + actor_input_grads)                            # actor backward
     assert update_gflop(agent, batch) * 1e9 == pytest.approx(expected, rel=1e-9)
@@ -122,14 +125,15 @@ def test_work_torch_cannot_count_is_reported_as_unknown():
     assert row.split()[-2:] == ["-", "-"]
 
 
+@pytest.mark.parametrize("cost_critics", [1, 2])
 @pytest.mark.parametrize("k, lam", [(1, 1.0), (3, 1.0), (3, 0.0)])
-def test_sac_hpo_update_gflop_is_two_chains_of_force_evaluations(k, lam):
-    """sac-hpo's update multiplies: the critic target (base actor on s', a chain on s', three target
-    critics), the critic loss (as sac-lag's), the actor chain on s, and the backward through the
-    chain's gated-kick networks and the base actor. Each chain computes the states' share of the
-    first layer once, then K + 1 force evaluations: forward of the critic members of Q_lambda (the
-    cost critic only while lambda > 0), input-backward of the twin each row's minimum picks and of
-    the cost critic (no tie in random critics), and the two kick networks."""
+def test_sac_hpo_update_gflop_is_two_chains_of_force_evaluations(k, lam, cost_critics):
+    """sac-hpo's update multiplies: the critic target (base actor on s', a chain on s', every
+    target critic), the critic loss (as sac-lag's), the actor chain on s, and the backward through
+    the chain's gated-kick networks and the base actor. Each chain computes the states' share of
+    the first layer once, then K + 1 force evaluations: forward of the critic members of Q_lambda
+    (the cost critics only while lambda > 0), input-backward of the twin each row's minimum picks
+    (no tie in random critics) and of every cost critic, and the two kick networks."""
     import numpy as np
 
     from safehpo.agent import Agent
@@ -138,21 +142,22 @@ def test_sac_hpo_update_gflop_is_two_chains_of_force_evaluations(k, lam):
 
     d, A, H, Hb, Hg, B = 5, 2, 16, 12, 8, 32
     cfg = Config(algo="sac-hpo", hidden=H, base_hidden=Hb, gate_hidden=Hg, batch_size=B, lambda_init=lam,
-                 leapfrog_steps=k)
+                 leapfrog_steps=k, cost_critics=cost_critics)
     agent = Agent(cfg, d, -np.ones(A, np.float32), np.ones(A, np.float32), constrained=True, budget=1.0)
     batch = random_batch(B, d, A)
 
     def mm(i, o):
         return 2 * B * i * o
 
-    m = 3 if lam > 0 else 2                              # members of Q_lambda
+    n = 2 + cost_critics                                 # critic members
+    m = n if lam > 0 else 2                              # members of Q_lambda
     critic = mm(d + A, H) + mm(H, H) + mm(H, 1)          # one member's forward
     actor = mm(d, Hb) + mm(Hb, 2 * A)                     # the base policy: one hidden layer
     force = m * (mm(A, H) + mm(H, H) + mm(H, 1)) + (m - 1) * (mm(H, H) + mm(H, A))
     kick_nets = 2 * (mm(2 * A, Hg) + mm(Hg, A))          # T_h and sigma_h
     chain = m * mm(d, H) + (k + 1) * (force + kick_nets)
-    expected = (actor + chain + 3 * critic                              # target
-                + 3 * critic + 3 * critic + 3 * (mm(H, H) + mm(H, 1))    # loss, as sac-lag's
+    expected = (actor + chain + n * critic                              # target
+                + n * critic + n * critic + n * (mm(H, H) + mm(H, 1))    # loss, as sac-lag's
                 + actor + chain                                          # actor step
                 + (k + 1) * 2 * kick_nets + actor + mm(Hb, 2 * A))        # backward: kicks, base actor
     assert update_gflop(agent, batch) * 1e9 == pytest.approx(expected, rel=1e-9)

@@ -290,8 +290,11 @@ def test_config_mismatch_reads_missing_keys_at_their_legacy_values():
     had, now, sets = config_mismatch(old, asked, ("lambda_units",))
     assert had == "cost_critics=1, cost_floor=false" and now == "cost_critics=2, cost_floor=true"
     assert sets == "--set cost_critics=1 --set cost_floor=false"
-    _, _, sets = config_mismatch(old, asked, ("lambda_units",), missing_differs=True)  # lr: not saved, no legacy value
-    assert sets == "--set lr=None --set cost_critics=1 --set cost_floor=false"
+    had, _, sets = config_mismatch(old, asked, ("lambda_units",), missing_differs=True)  # lr: no legacy value
+    assert had == "lr not recorded, cost_critics=1, cost_floor=false"
+    assert sets == "--set cost_critics=1 --set cost_floor=false"  # no flag can ask for a value never recorded
+    _, _, flags = config_mismatch({**asked, "seed": 3, "env": "envs/x.yaml"}, asked, ())
+    assert flags == "--env envs/x.yaml --seed 3"  # train's own flags, not --set (which refuses them)
 
 
 def test_output_files_take_the_umask_mode(speed_spec, tmp_path):
