@@ -15,10 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import yaml
-
 from .config import Config, ConfigError
-from .runfolder import (CONFIG_FILE, config_mismatch, env_folder_name, last_progress_step, read_status, record_failure,
+from .runfolder import (config_mismatch, env_folder_name, last_progress_step, read_config, read_status, record_failure,
                         run_name, seed_folder, step_reached)
 from .suite import Suite
 
@@ -82,15 +80,12 @@ _MAY_CHANGE = ("steps", "threads", "device", "env", "algo", "seed")
 def check_existing(runs: list[Run]) -> None:
     """Runs already in OUT must have been started with the same hyperparameters as the grid asks."""
     for run in runs:
-        try:
-            old = yaml.safe_load((run.folder / CONFIG_FILE).read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            continue
+        old = read_config(run.folder)  # {} when missing, unreadable or not a mapping: nothing to compare
         status = read_status(run.folder) or {}
         if status.get("steps_done", 0) > run.config.steps:
             raise ConfigError(f"--steps {run.config.steps}: '{run.folder}' holds a run of {status['steps_done']} "
                               f"steps already; ask for at least as many, or use another --out")
-        if not isinstance(old, dict) or not old:  # empty or not a mapping: nothing to compare
+        if not old:
             continue
         mismatch = config_mismatch(old, run.config.to_dict(), _MAY_CHANGE)
         if mismatch:

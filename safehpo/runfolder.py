@@ -164,7 +164,7 @@ def read_config(folder: Path | str) -> dict:
     """config.yaml as a dict; {} if it is missing, unreadable or not a mapping."""
     try:
         data = yaml.safe_load((Path(folder) / CONFIG_FILE).read_text())
-    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
     return data if isinstance(data, dict) else {}
 
