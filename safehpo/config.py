@@ -121,6 +121,7 @@ class Config:
     lambda_lr: float = 0.1        # eta of the per-episode ascent (the papers' rule)
     lambda_adam_lr: float = 1e-4  # Adam's lr for `adam` (a step per gradient update moves lambda ~lr)
     lambda_window: int = 10       # episodes averaged for J_C
+    lambda_clip: float = 1.0      # relative units: the violation (J_C - d0) / d0 is clipped at this (inf: unclipped)
     pid_kp: float = 0.1
     pid_ki: float = 0.01
     pid_kd: float = 0.01
@@ -158,7 +159,7 @@ _CHOICES = {
 }
 _POSITIVE = {"steps", "batch_size", "buffer_size", "hidden", "actor_hidden", "base_hidden",
              "gate_hidden", "k_max", "eval_interval", "eval_episodes", "checkpoint_interval",
-             "lambda_window", "threads", "leapfrog_eps", "lr", "cost_scale", "alpha_init"}
+             "lambda_window", "lambda_clip", "threads", "leapfrog_eps", "lr", "cost_scale", "alpha_init"}
 _NON_NEGATIVE = {"seed", "learning_starts", "leapfrog_steps", "lambda_init", "lambda_lr", "lambda_adam_lr",
                  "momentum_std_train", "momentum_std_explore", "pid_kp", "pid_ki", "pid_kd"}
 _UNIT_INTERVAL = {"gamma", "tau"}

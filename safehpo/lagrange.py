@@ -61,8 +61,8 @@ class GradientAscent:
     per_step = False
 
     def __init__(self, budget: float, lr: float = 0.1, init: float = 0.0, window: int = 10,
-                 relative: bool = False):
-        self.budget, self.lr, self.value, self.relative = budget, lr, float(init), relative
+                 relative: bool = False, clip: float = 1.0):
+        self.budget, self.lr, self.value, self.relative, self.clip = budget, lr, float(init), relative, clip
         self.recent: deque[float] = deque(maxlen=window)
 
     def measured(self) -> float:
@@ -70,11 +70,11 @@ class GradientAscent:
         return sum(self.recent) / len(self.recent) if self.recent else 0.0
 
     def violation(self) -> float:
-        """What the rule acts on: J_C - d0, or (J_C - d0) / d0 clipped to [-1, 1] when relative."""
+        """What the rule acts on: J_C - d0, or (J_C - d0) / d0 clipped to [-1, clip] when relative."""
         excess = self.measured() - self.budget
         if not self.relative:
             return excess
-        return min(1.0, max(-1.0, excess / self.budget)) if self.budget > 0 else (1.0 if excess > 0 else 0.0)
+        return min(self.clip, max(-1.0, excess / self.budget)) if self.budget > 0 else (1.0 if excess > 0 else 0.0)
 
     def _weight(self, weight: float) -> float:
         return weight if self.relative else 1.0
@@ -99,8 +99,8 @@ class PIDLagrangian(GradientAscent):
     """PID multiplier: Delta = J - d0; I <- (I + Delta)_+; lambda <- (Kp Delta + Ki I + Kd (J - J_prev))_+."""
 
     def __init__(self, budget: float, kp: float = 0.1, ki: float = 0.01, kd: float = 0.01,
-                 init: float = 0.0, window: int = 10, relative: bool = False):
-        super().__init__(budget, 0.0, init, window, relative)
+                 init: float = 0.0, window: int = 10, relative: bool = False, clip: float = 1.0):
+        super().__init__(budget, 0.0, init, window, relative, clip)
         self.kp, self.ki, self.kd = kp, ki, kd
         self.integral = 0.0
         self.previous: float | None = None
@@ -129,8 +129,8 @@ class AdamLagrangian(GradientAscent):
     per_step = True
 
     def __init__(self, budget: float, lr: float = 0.1, init: float = 0.0, window: int = 10,
-                 relative: bool = False):
-        super().__init__(budget, lr, init, window, relative)
+                 relative: bool = False, clip: float = 1.0):
+        super().__init__(budget, lr, init, window, relative, clip)
         self.param = torch.nn.Parameter(torch.tensor(float(init)))
         self.optimizer = torch.optim.Adam([self.param], lr=lr)
 
@@ -179,10 +179,11 @@ def make_multiplier(kind: str, budget: float, cfg) -> GradientAscent:
     if kind == "none":
         return NoMultiplier(budget, cfg.lambda_window)
     if kind == "paper":
-        return GradientAscent(budget, cfg.lambda_lr, cfg.lambda_init, cfg.lambda_window, relative)
+        return GradientAscent(budget, cfg.lambda_lr, cfg.lambda_init, cfg.lambda_window, relative, cfg.lambda_clip)
     if kind == "pid":
         return PIDLagrangian(budget, cfg.pid_kp, cfg.pid_ki, cfg.pid_kd, cfg.lambda_init, cfg.lambda_window,
-                             relative)
+                             relative, cfg.lambda_clip)
     if kind == "adam":
-        return AdamLagrangian(budget, cfg.lambda_adam_lr, cfg.lambda_init, cfg.lambda_window, relative)
+        return AdamLagrangian(budget, cfg.lambda_adam_lr, cfg.lambda_init, cfg.lambda_window, relative,
+                              cfg.lambda_clip)
     raise ValueError(f"unknown multiplier '{kind}'")

@@ -253,7 +253,8 @@ def spec_summary(spec: EnvSpec) -> dict:
 RESUMABLE_CHANGES = {"steps", "device", "threads", "compile", "fast_paths"}  # what a resumed run may change
 CHECKPOINT_FORMAT = 2  # 2: one optimiser for the policy and the temperature (1: a separate alpha_opt)
 # hyperparameters added since, with the value that runs saved without them had
-LEGACY_DEFAULTS = {"lambda_units": "paper", "fast_paths": True, "cost_critics": 1, "cost_floor": False}
+LEGACY_DEFAULTS = {"lambda_units": "paper", "fast_paths": True, "cost_critics": 1, "cost_floor": False,
+                   "lambda_clip": 1.0}
 
 
 def setting_text(value: Any) -> str:
