@@ -120,8 +120,8 @@ class Config:
     lambda_init: float = 0.0
     lambda_lr: float = 0.1        # eta of the per-episode ascent (the papers' rule)
     lambda_adam_lr: float = 1e-4  # Adam's lr for `adam` (a step per gradient update moves lambda ~lr)
-    lambda_window: int = 10       # episodes averaged for J_C
-    lambda_clip: float = 1.0      # relative units: the violation (J_C - d0) / d0 is clipped at this (inf: unclipped)
+    lambda_window: int = 1        # episodes averaged for J_C (1: each episode's own cost)
+    lambda_clip: float = float("inf")  # relative units: (J_C - d0) / d0 capped at this (inf: unclipped)
     pid_kp: float = 0.1
     pid_ki: float = 0.01
     pid_kd: float = 0.01

@@ -10,11 +10,11 @@
 
 J_C is always measured in the spec's budget kind. What the rules act on is the *violation*
 (docs/multiplier.md):
-- relative (the default, `lambda_units=relative`): (J_C - d0) / d0 clipped to [-1, 1], so one
-  step size serves every cost and budget kind, and a violation forty times the budget moves lambda
-  no faster than one twice the budget (an indicator cost can exceed its budget that much; a
-  policy within budget can never go below -1, so an unclipped error would climb fast and
-  descend slowly).
+- relative (the default, `lambda_units=relative`): (J_C - d0) / d0, so one step size serves every
+  cost and budget kind; by default J_C is each episode's own cost and the violation is not
+  clipped, so wherever the ascent rule's lambda comes back to a value (without touching 0), the
+  mean episode cost since was the budget (`lambda_clip` caps the violation, `lambda_window`
+  averages J_C over episodes).
 - paper (`lambda_units=paper`): J_C - d0 in the spec's units, the papers' literal rule.
 """
 
@@ -60,8 +60,8 @@ class GradientAscent:
 
     per_step = False
 
-    def __init__(self, budget: float, lr: float = 0.1, init: float = 0.0, window: int = 10,
-                 relative: bool = False, clip: float = 1.0):
+    def __init__(self, budget: float, lr: float = 0.1, init: float = 0.0, window: int = 1,
+                 relative: bool = False, clip: float = float("inf")):
         self.budget, self.lr, self.value, self.relative, self.clip = budget, lr, float(init), relative, clip
         self.recent: deque[float] = deque(maxlen=window)
 
@@ -99,7 +99,8 @@ class PIDLagrangian(GradientAscent):
     """PID multiplier: Delta = J - d0; I <- (I + Delta)_+; lambda <- (Kp Delta + Ki I + Kd (J - J_prev))_+."""
 
     def __init__(self, budget: float, kp: float = 0.1, ki: float = 0.01, kd: float = 0.01,
-                 init: float = 0.0, window: int = 10, relative: bool = False, clip: float = 1.0):
+                 init: float = 0.0, window: int = 1, relative: bool = False,
+                 clip: float = float("inf")):
         super().__init__(budget, 0.0, init, window, relative, clip)
         self.kp, self.ki, self.kd = kp, ki, kd
         self.integral = 0.0
@@ -128,8 +129,8 @@ class AdamLagrangian(GradientAscent):
 
     per_step = True
 
-    def __init__(self, budget: float, lr: float = 0.1, init: float = 0.0, window: int = 10,
-                 relative: bool = False, clip: float = 1.0):
+    def __init__(self, budget: float, lr: float = 0.1, init: float = 0.0, window: int = 1,
+                 relative: bool = False, clip: float = float("inf")):
         super().__init__(budget, lr, init, window, relative, clip)
         self.param = torch.nn.Parameter(torch.tensor(float(init)))
         self.optimizer = torch.optim.Adam([self.param], lr=lr)
@@ -165,7 +166,7 @@ class AdamLagrangian(GradientAscent):
 class NoMultiplier(GradientAscent):
     """lambda fixed at 0 (unconstrained SAC, or an env without a budget)."""
 
-    def __init__(self, budget: float = 0.0, window: int = 10):
+    def __init__(self, budget: float = 0.0, window: int = 1):
         super().__init__(budget, 0.0, 0.0, window)
 
     def episode_end(self, episode_cost: float, weight: float = 1.0) -> float:

@@ -60,7 +60,7 @@ def test_no_multiplier_stays_zero():
 
 
 def test_relative_violation_is_clipped_and_weighted_by_episode_length():
-    m = GradientAscent(budget=10.0, lr=0.1, window=1, relative=True)
+    m = GradientAscent(budget=10.0, lr=0.1, window=1, relative=True, clip=1.0)
     assert m.episode_end(400.0) == pytest.approx(0.1)              # 40x the budget moves it as 2x does
     assert m.episode_end(15.0, weight=0.5) == pytest.approx(0.1 + 0.1 * 0.5 * 0.5)
     assert m.episode_end(0.0) == pytest.approx(0.125 - 0.1)        # -1 at the least
@@ -68,7 +68,7 @@ def test_relative_violation_is_clipped_and_weighted_by_episode_length():
 
 
 def test_pid_on_relative_violation_integrates_weighted_steps():
-    m = PIDLagrangian(budget=10.0, kp=0.5, ki=0.1, kd=0.2, window=1, relative=True)
+    m = PIDLagrangian(budget=10.0, kp=0.5, ki=0.1, kd=0.2, window=1, relative=True, clip=1.0)
     assert m.episode_end(14.0, weight=0.5) == pytest.approx(0.5 * 0.4 + 0.1 * 0.2)   # I = 0.5 * 0.4
     assert m.episode_end(30.0) == pytest.approx(0.5 * 1.0 + 0.1 * 1.2 + 0.2 * 0.6)   # clipped to 1
 
@@ -85,3 +85,18 @@ def test_paper_units_ignore_the_episode_length_weight():
     assert m.episode_end(30.0, weight=0.5) == pytest.approx(0.1 * (30 - 10))
     p = PIDLagrangian(budget=10.0, kp=0.5, ki=0.1, kd=0.2, window=1)
     assert p.episode_end(14.0, weight=0.5) == pytest.approx(0.5 * 4 + 0.1 * 4)
+
+
+@pytest.mark.parametrize("clip, drift", [(1.0, "down"), (float("inf"), "none")])
+def test_unclipped_relative_rule_rests_where_the_mean_cost_meets_the_budget(clip, drift):
+    # one episode in four at 4 d0 and three at 0: the mean cost is exactly d0. Unclipped, each period of four episodes
+    # moves lambda by 0.1 (3 - 1 - 1 - 1) = 0; clipped at 1 the over-budget episode counts as 1 and
+    # the three at 0 as -1 each, so lambda sinks although the mean cost sits on the budget.
+    m = GradientAscent(budget=10.0, lr=0.1, init=2.0, window=1, relative=True, clip=clip)
+    for _ in range(5):
+        for cost in (40.0, 0.0, 0.0, 0.0):
+            m.episode_end(cost)
+    if drift == "none":
+        assert m.value == pytest.approx(2.0)
+    else:
+        assert m.value == pytest.approx(2.0 - 5 * 0.1 * 2)
