@@ -12,9 +12,9 @@ J_C is always measured in the spec's budget kind. What the rules act on is the *
 (docs/multiplier.md):
 - relative (the default, `lambda_units=relative`): (J_C - d0) / d0, so one step size serves every
   cost and budget kind; by default J_C is each episode's own cost and the violation is not
-  clipped, so wherever the ascent rule's lambda comes back to a value (without touching 0), the
-  mean episode cost since was the budget (`lambda_clip` caps the violation, `lambda_window`
-  averages J_C over episodes).
+  clipped, so wherever the ascent rule's lambda comes back to a value (its floor at 0 never
+  binding in between), the length-weighted mean episode cost since was the budget (`lambda_clip`
+  caps the violation, `lambda_window` averages J_C over episodes).
 - paper (`lambda_units=paper`): J_C - d0 in the spec's units, the papers' literal rule.
 """
 
@@ -74,7 +74,7 @@ class GradientAscent:
         excess = self.measured() - self.budget
         if not self.relative:
             return excess
-        return min(self.clip, max(-1.0, excess / self.budget)) if self.budget > 0 else (1.0 if excess > 0 else 0.0)
+        return min(self.clip, max(-1.0, excess / self.budget)) if self.budget > 0 else (min(self.clip, 1.0) if excess > 0 else 0.0)
 
     def _weight(self, weight: float) -> float:
         return weight if self.relative else 1.0

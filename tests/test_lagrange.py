@@ -100,3 +100,17 @@ def test_unclipped_relative_rule_rests_where_the_mean_cost_meets_the_budget(clip
         assert m.value == pytest.approx(2.0)
     else:
         assert m.value == pytest.approx(2.0 - 5 * 0.1 * 2)
+
+
+@pytest.mark.parametrize("kind", ["paper", "pid", "adam"])
+def test_every_rule_reads_the_configured_clip(kind):
+    from safehpo.config import Config
+    from safehpo.lagrange import make_multiplier
+    clipped = make_multiplier(kind, 10.0, Config(lambda_clip=1.0))
+    unclipped = make_multiplier(kind, 10.0, Config())
+    for m in (clipped, unclipped):
+        m.episode_end(50.0)                       # five times the budget: a violation of 4
+    assert clipped.violation() == 1.0 and unclipped.violation() == 4.0
+    if kind == "adam":                            # the same violation drives the gradient step
+        clipped.step(), unclipped.step()
+        assert clipped.param.grad.item() == -1.0 and unclipped.param.grad.item() == -4.0
