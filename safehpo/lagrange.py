@@ -96,7 +96,14 @@ class GradientAscent:
 
 
 class PIDLagrangian(GradientAscent):
-    """PID multiplier: Delta = J - d0; I <- (I + Delta)_+; lambda <- (Kp Delta + Ki I + Kd (J - J_prev))_+."""
+    """PID multiplier: Delta = J - d0; I <- (I + Delta)_+; lambda <- (Kp Delta + Ki I + Kd (J - J_prev))_+.
+
+    In relative units the integral takes the violation clipped at `lambda_clip` (unclipped by
+    default, so a steady integral means the mean cost is on the budget, as for the ascent rule),
+    while the proportional and derivative terms take it clipped at +1: they set lambda from this
+    episode alone, and an unclipped P term turns one episode at ten times the budget into a
+    lambda ten times the usual, then 0 after the next episode within budget (docs/multiplier.md).
+    """
 
     def __init__(self, budget: float, kp: float = 0.1, ki: float = 0.01, kd: float = 0.01,
                  init: float = 0.0, window: int = 1, relative: bool = False,
@@ -110,6 +117,8 @@ class PIDLagrangian(GradientAscent):
         self.recent.append(float(episode_cost))
         delta = self.violation()
         self.integral = max(0.0, self.integral + self._weight(weight) * delta)
+        if self.relative:
+            delta = min(delta, 1.0)    # P and D: this episode's violation, at most +1
         signal = delta if self.relative else self.measured()  # paper: J - J_prev, as the papers write it
         derivative = 0.0 if self.previous is None else signal - self.previous
         self.previous = signal

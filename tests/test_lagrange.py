@@ -114,3 +114,12 @@ def test_every_rule_reads_the_configured_clip(kind):
     if kind == "adam":                            # the same violation drives the gradient step
         clipped.step(), unclipped.step()
         assert clipped.param.grad.item() == -1.0 and unclipped.param.grad.item() == -4.0
+
+
+def test_pid_integrates_the_unclipped_violation_but_bounds_its_p_and_d_terms():
+    m = PIDLagrangian(budget=10.0, kp=0.1, ki=0.01, kd=0.01, window=1, relative=True)
+    # 50: violation 4; I = 4; P and D see 1 (no D on the first episode)
+    assert m.episode_end(50.0) == pytest.approx(0.1 * 1.0 + 0.01 * 4.0)
+    # 0: violation -1; I = 3; D = -1 - 1
+    assert m.episode_end(0.0) == pytest.approx(max(0.0, 0.1 * -1.0 + 0.01 * 3.0 + 0.01 * -2.0))
+    assert m.integral == pytest.approx(3.0)
