@@ -125,6 +125,7 @@ class Config:
     pid_kp: float = 0.1
     pid_ki: float = 0.01
     pid_kd: float = 0.01
+    pid_ema: float = 0.9          # sac-pid: P and D act on an EMA of the episodes' violations (0: this episode's)
 
     # Hamiltonian policy (hamiltonian.py) and Lyapunov filter (lyapunov.py)
     base_hidden: int = 256        # HPO base policy: one hidden layer (paper's Ant row)
@@ -214,6 +215,8 @@ def validate(cfg: Config, where: str = "config") -> Config:
     for name in _UNIT_INTERVAL:
         if not 0.0 < getattr(cfg, name) <= 1.0:
             raise ConfigError(f"{where}: '{name}' must be in (0, 1], got {getattr(cfg, name)}")
+    if not 0.0 <= cfg.pid_ema < 1.0:
+        raise ConfigError(f"{where}: 'pid_ema' must be in [0, 1), got {cfg.pid_ema}")
     if cfg.steps <= cfg.learning_starts:
         raise ConfigError(f"{where}: 'steps' ({cfg.steps}) <= 'learning_starts' ({cfg.learning_starts}): the run "
                           f"would only take uniform random actions and never update (lower learning_starts)")

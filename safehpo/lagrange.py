@@ -3,7 +3,8 @@
 - `GradientAscent`: the papers' rule (section II-B), applied once per finished episode:
   lambda <- [lambda + eta (J_C - d0)]_+ , J_C averaged over the last `window` episodes.
 - `PIDLagrangian`: MCMC-PO 4.1 / Stooke et al. 2020, also once per episode:
-  Delta = J - d0, I <- (I + Delta)_+, lambda <- (Kp Delta + Ki I + Kd (J - J_prev))_+.
+  Delta = J - d0, I <- (I + Delta)_+, lambda <- (Kp Delta + Ki I + Kd (J - J_prev))_+, with the
+  P and D terms on a moving average of Delta over episodes (`pid_ema`).
 - `AdamLagrangian`: what OmniSafe and others do: one Adam step on lambda per gradient step,
   loss = -lambda (J_C - d0), lambda clamped at 0; used with the actor objective divided by
   (1 + lambda).
@@ -96,33 +97,37 @@ class GradientAscent:
 
 
 class PIDLagrangian(GradientAscent):
-    """PID multiplier: Delta = J - d0; I <- (I + Delta)_+; lambda <- (Kp Delta + Ki I + Kd (J - J_prev))_+.
+    """PID multiplier, once per episode (Stooke et al. 2020; MCMC-PO 4.1), on the violation v = J - d0:
 
-    In relative units the integral takes the violation clipped at `lambda_clip` (unclipped by
-    default, so a steady integral means the mean cost is on the budget, as for the ascent rule),
-    while the proportional and derivative terms take it clipped at +1: they set lambda from this
-    episode alone, and an unclipped P term turns one episode at ten times the budget into a
-    lambda ten times the usual, then 0 after the next episode within budget (docs/multiplier.md).
+        I <- (I + v)_+ ;  s <- a s + (1 - a) v ;  lambda <- (Kp s + Ki I + Kd (s - s_prev))_+
+
+    The integral takes each episode's violation (in relative units clipped at `lambda_clip`,
+    unclipped by default, so a steady integral means the mean cost is on the budget, as for the
+    ascent rule). The proportional and derivative terms act on s, an exponential moving average
+    of the violations with factor a = `ema` (OmniSafe's PID Lagrangian smooths them likewise); in
+    relative units each violation enters s clipped at +1. With a = 0 they act on this episode alone
+    (the papers' rule), and a single episode far over budget followed by one under it then moves
+    lambda up and down again every episode (docs/multiplier.md).
     """
 
     def __init__(self, budget: float, kp: float = 0.1, ki: float = 0.01, kd: float = 0.01,
                  init: float = 0.0, window: int = 1, relative: bool = False,
-                 clip: float = float("inf")):
+                 clip: float = float("inf"), ema: float = 0.0):
         super().__init__(budget, 0.0, init, window, relative, clip)
-        self.kp, self.ki, self.kd = kp, ki, kd
+        self.kp, self.ki, self.kd, self.ema = kp, ki, kd, ema
         self.integral = 0.0
-        self.previous: float | None = None
+        self.previous: float | None = None   # s after the previous episode (None before the first)
 
     def episode_end(self, episode_cost: float, weight: float = 1.0) -> float:
         self.recent.append(float(episode_cost))
         delta = self.violation()
         self.integral = max(0.0, self.integral + self._weight(weight) * delta)
         if self.relative:
-            delta = min(delta, 1.0)    # P and D: this episode's violation, at most +1
-        signal = delta if self.relative else self.measured()  # paper: J - J_prev, as the papers write it
-        derivative = 0.0 if self.previous is None else signal - self.previous
-        self.previous = signal
-        self.value = max(0.0, self.kp * delta + self.ki * self.integral + self.kd * derivative)
+            delta = min(delta, 1.0)
+        smoothed = delta if self.previous is None else self.ema * self.previous + (1.0 - self.ema) * delta
+        derivative = 0.0 if self.previous is None else smoothed - self.previous
+        self.previous = smoothed
+        self.value = max(0.0, self.kp * smoothed + self.ki * self.integral + self.kd * derivative)
         return self.value
 
     def state_dict(self) -> dict:
@@ -192,7 +197,7 @@ def make_multiplier(kind: str, budget: float, cfg) -> GradientAscent:
         return GradientAscent(budget, cfg.lambda_lr, cfg.lambda_init, cfg.lambda_window, relative, cfg.lambda_clip)
     if kind == "pid":
         return PIDLagrangian(budget, cfg.pid_kp, cfg.pid_ki, cfg.pid_kd, cfg.lambda_init, cfg.lambda_window,
-                             relative, cfg.lambda_clip)
+                             relative, cfg.lambda_clip, cfg.pid_ema)
     if kind == "adam":
         return AdamLagrangian(budget, cfg.lambda_adam_lr, cfg.lambda_init, cfg.lambda_window, relative,
                               cfg.lambda_clip)

@@ -123,3 +123,34 @@ def test_pid_integrates_the_unclipped_violation_but_bounds_its_p_and_d_terms():
     # 0: violation -1; I = 3; D = -1 - 1
     assert m.episode_end(0.0) == pytest.approx(max(0.0, 0.1 * -1.0 + 0.01 * 3.0 + 0.01 * -2.0))
     assert m.integral == pytest.approx(3.0)
+
+
+def test_pid_smooths_p_and_d_over_episodes_hand_computed():
+    m = PIDLagrangian(budget=10.0, kp=0.5, ki=0.1, kd=0.2, window=1, ema=0.75)
+    # J=14: delta 4, s starts at 4, I 4, no derivative -> 0.5*4 + 0.1*4 = 2.4
+    assert m.episode_end(14.0) == pytest.approx(2.4)
+    # J=6: delta -4, s = 0.75*4 + 0.25*-4 = 2, I 0, D = 2 - 4 -> 1.0 + 0 - 0.4 = 0.6
+    assert m.episode_end(6.0) == pytest.approx(0.6)
+    assert m.integral == 0.0 and m.previous == pytest.approx(2.0)
+
+
+def test_pid_smoothing_stops_the_every_episode_alternation():
+    """Episodes alternating at 3x and 0.5x the budget (mean 1.75x): with P and D on single episodes
+    lambda jumps by Kp + 2 Kd every episode; smoothed, by a seventh of that (mostly the integral's
+    own step) while it rises."""
+    from safehpo.config import Config
+    from safehpo.lagrange import make_multiplier
+    costs = [30.0, 5.0] * 20
+    swings = {}
+    for ema in (0.0, 0.9):
+        m = make_multiplier("pid", 10.0, Config(pid_ema=ema, lambda_units="relative"))
+        values = [m.episode_end(c) for c in costs]
+        swings[ema] = max(abs(b - a) for a, b in zip(values[20:], values[21:]))
+        assert values[-1] > values[10]                       # the integral keeps rising: mean over budget
+    assert swings[0.0] > 0.15 and swings[0.9] < 0.2 * swings[0.0]
+
+
+def test_pid_ema_is_checked():
+    from safehpo.config import Config, ConfigError, validate
+    with pytest.raises(ConfigError, match="pid_ema"):
+        validate(Config(pid_ema=1.0))
