@@ -32,6 +32,7 @@ import yaml
 
 from . import __version__
 from .atomic import replace_atomically, write_atomic
+from .config import Config
 
 if TYPE_CHECKING:
     from .cmdp import EnvSpec
@@ -257,6 +258,16 @@ LEGACY_DEFAULTS = {"lambda_units": "paper", "fast_paths": True, "cost_critics": 
                    "lambda_clip": 1.0, "pid_ema": 0.0}
 
 
+def with_legacy_defaults(saved: dict) -> dict:
+    """A saved config.yaml with the hyperparameters it lacks at the values that run had: those of
+    LEGACY_DEFAULTS, except `pid_ema` for a run that never used the PID rule, which never read it
+    and so counts at today's default (a sac-lag run saved before it existed is not 'different')."""
+    legacy = dict(LEGACY_DEFAULTS)
+    if saved.get("algo") != "sac-pid" and saved.get("lagrange") != "pid":
+        legacy["pid_ema"] = Config.pid_ema
+    return {**legacy, **saved}
+
+
 def setting_text(value: Any) -> str:
     """A hyperparameter's value as `--set` takes it (booleans in lower case)."""
     return str(value).lower() if isinstance(value, bool) else str(value)
@@ -264,11 +275,11 @@ def setting_text(value: Any) -> str:
 
 def config_mismatch(saved: dict, asked: dict, may_change: Iterable[str],
                     missing_differs: bool = False) -> tuple[str, str, str] | None:
-    """How a saved run's hyperparameters (missing ones at LEGACY_DEFAULTS) differ from those asked
+    """How a saved run's hyperparameters (missing ones as `with_legacy_defaults`) differ from those asked
     for, outside `may_change`: ('k=saved, ...', 'k=asked, ...', the flags that ask for the saved
     values: '--set k=saved ...', '--env E' for env, algo and seed), or None. A key the saved run
     lacks counts as different only with `missing_differs`, shown as not recorded, with no flag."""
-    saved = {**LEGACY_DEFAULTS, **saved}
+    saved = with_legacy_defaults(saved)
     keys = [k for k in asked if k not in may_change and (k in saved or missing_differs)
             and saved.get(k) != asked[k]]
     if not keys:

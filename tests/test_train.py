@@ -297,6 +297,16 @@ def test_config_mismatch_reads_missing_keys_at_their_legacy_values():
     assert flags == "--env envs/x.yaml --seed 3"  # train's own flags, not --set (which refuses them)
 
 
+def test_pid_ema_missing_from_a_run_differs_only_where_the_pid_rule_read_it():
+    asked = Config().to_dict()
+    old = {k: v for k, v in asked.items() if k != "pid_ema"}
+    assert config_mismatch({**old, "algo": "sac-lag"}, {**asked, "algo": "sac-lag"}, ()) is None
+    had, now, sets = config_mismatch({**old, "algo": "sac-pid"}, {**asked, "algo": "sac-pid"}, ())
+    assert (had, now, sets) == ("pid_ema=0.0", "pid_ema=0.9", "--set pid_ema=0.0")
+    had, _, _ = config_mismatch({**old, "algo": "sac-hpo", "lagrange": "pid"}, {**asked, "algo": "sac-hpo", "lagrange": "pid"}, ())
+    assert had == "pid_ema=0.0"
+
+
 def test_output_files_take_the_umask_mode(speed_spec, tmp_path):
     import os
     old = os.umask(0o022)
