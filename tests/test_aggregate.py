@@ -555,7 +555,7 @@ def test_report_names_the_settings_that_differ_from_the_defaults(tmp_path):
     write_run(tmp_path, "sac-lag", 1, rows, config={**current, "cost_critics": 1, "lr": 0.001})
     write_run(tmp_path, "sac-hpo", 0, rows, config=current)
     old = {k: v for k, v in current.items() if k not in LEGACY_DEFAULTS}
-    write_run(tmp_path, "sac-pid", 0, rows, config=old)
+    write_run(tmp_path, "sac-pid", 0, rows, config={**old, "algo": "sac-pid"})
     text = settings_text(collect_runs(tmp_path))
     assert "sac-lag: `cost_critics=1`, `lr=0.001 (seed 1)`" in text
     assert "sac-hpo" not in text and "threads" not in text and "compile" not in text
