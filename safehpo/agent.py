@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import fast
-from .algos import ALGOS
+from .algos import ALGOS, multiplier_rule
 from .config import Config
 from .hamiltonian import CriticForce, GatedKick, leapfrog, make_kick, momentum_log_prob, run_chain
 from .lagrange import AdamLagrangian, CostUnits, make_multiplier
@@ -88,8 +88,8 @@ class Agent:
         self.critic_opt = adam(self.critics.parameters(), cfg.lr)
         self.target_entropy = -float(act_dim)
 
-        kind = {"none": "none", "lagrange": cfg.lagrange, "pid": "pid"}[self.algo.multiplier]
-        self.multiplier = make_multiplier(kind if self.uses_cost else "none", budget, cfg)
+        kind = multiplier_rule(cfg.algo, cfg.lagrange) if self.uses_cost else "none"
+        self.multiplier = make_multiplier(kind, budget, cfg)
         # relative units: Q_lambda (the actor's objective and the chain's potential) divided by 1 + lambda;
         # paper units with the Adam rule: the whole actor objective divided by 1 + lambda, as OmniSafe does
         self.normalized = cfg.lambda_units == "relative"

@@ -33,6 +33,11 @@ ALGOS: dict[str, Algo] = {
 }
 
 
+def multiplier_rule(algo: str, lagrange: str) -> str:
+    """The rule of `algo`'s multiplier: none | paper | pid | adam (lagrange: the run's `lagrange`)."""
+    return {"none": "none", "lagrange": lagrange, "pid": "pid"}[ALGOS[algo].multiplier]
+
+
 def check_algo(name: str, where: str) -> None:
     """An algorithm name must be a row of ALGOS (one-line ConfigError naming `where`)."""
     if name not in ALGOS:

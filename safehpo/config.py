@@ -123,7 +123,7 @@ class Config:
     lambda_window: int = 1        # episodes averaged for J_C (1: each episode's own cost)
     lambda_clip: float = float("inf")  # relative units: (J_C - d0) / d0 capped at this (inf: unclipped)
     pid_kp: float = 0.1
-    pid_ki: float = 0.01
+    pid_ki: float = 0.1           # = lambda_lr: the integral term is the ascent rule's lambda (docs/multiplier.md)
     pid_kd: float = 0.01
     pid_ema: float = 0.9          # sac-pid: P and D act on an EMA of the episodes' violations (0: this episode's)
 

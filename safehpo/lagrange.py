@@ -3,8 +3,8 @@
 - `GradientAscent`: the papers' rule (section II-B), applied once per finished episode:
   lambda <- [lambda + eta (J_C - d0)]_+ , J_C averaged over the last `window` episodes.
 - `PIDLagrangian`: MCMC-PO 4.1 / Stooke et al. 2020, also once per episode:
-  Delta = J - d0, I <- (I + Delta)_+, lambda <- (Kp Delta + Ki I + Kd (J - J_prev))_+, with the
-  P and D terms on a moving average of Delta over episodes (`pid_ema`).
+  Delta = J - d0, I <- (I + Delta)_+, lambda <- (Kp s + Ki I + Kd (s - s_prev))_+, with s a
+  moving average of Delta over episodes (`pid_ema`; OmniSafe's PID Lagrangian smooths likewise).
 - `AdamLagrangian`: what OmniSafe and others do: one Adam step on lambda per gradient step,
   loss = -lambda (J_C - d0), lambda clamped at 0; used with the actor objective divided by
   (1 + lambda).
@@ -99,15 +99,16 @@ class GradientAscent:
 class PIDLagrangian(GradientAscent):
     """PID multiplier, once per episode (Stooke et al. 2020; MCMC-PO 4.1), on the violation v = J - d0:
 
-        I <- (I + v)_+ ;  s <- a s + (1 - a) v ;  lambda <- (Kp s + Ki I + Kd (s - s_prev))_+
+        I <- (I + w v)_+ ;  s <- a s + (1 - a) v ;  lambda <- (Kp s + Ki I + Kd (s - s_prev))_+
 
-    The integral takes each episode's violation (in relative units clipped at `lambda_clip`,
-    unclipped by default, so a steady integral means the mean cost is on the budget, as for the
-    ascent rule). The proportional and derivative terms act on s, an exponential moving average
+    (w: the episode's length share, in relative units). The integral takes each episode's
+    violation (in relative units clipped at `lambda_clip`, unclipped by default, so a steady
+    integral means the mean cost is on the budget, as for the ascent rule). The proportional and derivative terms act on s, an exponential moving average
     of the violations with factor a = `ema` (OmniSafe's PID Lagrangian smooths them likewise); in
     relative units each violation enters s clipped at +1. With a = 0 they act on this episode alone
     (the papers' rule), and a single episode far over budget followed by one under it then moves
-    lambda up and down again every episode (docs/multiplier.md).
+    lambda up and down again every episode (docs/multiplier.md). The arguments' defaults are the
+    papers' rule (gains 0.1, 0.01, 0.01, a = 0); safehpo's defaults are those of config.py.
     """
 
     def __init__(self, budget: float, kp: float = 0.1, ki: float = 0.01, kd: float = 0.01,
@@ -131,11 +132,13 @@ class PIDLagrangian(GradientAscent):
         return self.value
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "integral": self.integral, "previous": self.previous}
+        return {**super().state_dict(), "integral": self.integral, "previous": self.previous, "smoothed": True}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.integral, self.previous = state["integral"], state["previous"]
+        if not state.get("smoothed") and not self.relative and self.previous is not None:
+            self.previous -= self.budget   # a checkpoint from before the smoothing kept J, not J - d0
 
 
 class AdamLagrangian(GradientAscent):

@@ -12,7 +12,7 @@ from .audit import AUDIT_FILE
 from .bootstrap import MIN_SEEDS_FOR_CI, SeedStat
 from .figures import FIGURE_FILES
 from .config import Config
-from .runfolder import COMMAND_FILE, FINISHED, with_legacy_defaults, RESUMABLE_CHANGES, setting_text
+from .runfolder import COMMAND_FILE, FINISHED, RESUMABLE_CHANGES, setting_text, unread_settings, with_legacy_defaults
 from .runrecord import BUDGET_KIND_LABELS, RunRecord, collect_runs, env_budget, env_name
 from .summary import SUMMARY_FILE, algo_table, summarise
 from .tables import field_text, fixed_text, md_table, significant_text
@@ -141,8 +141,9 @@ _NOT_SETTINGS = {"env", "algo", "seed"} | RESUMABLE_CHANGES
 
 def settings_text(runs: Sequence[RunRecord]) -> str:
     """'Settings: ...': per algorithm, the hyperparameters of its runs' config.yaml that differ from
-    the defaults of this code (safehpo/config.py); a value some seeds share names those seeds. A
-    run without a readable config.yaml (one that failed before writing it) is left out."""
+    the defaults of this code (safehpo/config.py) and that the run reads (`unread_settings`); a
+    value some seeds share names those seeds. A run without a readable config.yaml (one that failed
+    before writing it) is left out."""
     defaults = Config().to_dict()
     lines = []
     for algo in sorted({r.algo for r in runs}):
@@ -150,8 +151,9 @@ def settings_text(runs: Sequence[RunRecord]) -> str:
         differ: dict[str, dict[Any, list[int]]] = {}
         for r in own:
             config = with_legacy_defaults(r.config)  # a run saved before a field existed ran with its old value
+            unread = unread_settings(config)
             for key, default in defaults.items():
-                if key in _NOT_SETTINGS or key not in config or config[key] == default:
+                if key in _NOT_SETTINGS or key in unread or key not in config or config[key] == default:
                     continue
                 differ.setdefault(key, {}).setdefault(config[key], []).append(r.seed)
         if not differ:

@@ -32,7 +32,7 @@ import yaml
 
 from . import __version__
 from .atomic import replace_atomically, write_atomic
-from .config import Config
+from .algos import ALGOS, multiplier_rule
 
 if TYPE_CHECKING:
     from .cmdp import EnvSpec
@@ -258,14 +258,23 @@ LEGACY_DEFAULTS = {"lambda_units": "paper", "fast_paths": True, "cost_critics": 
                    "lambda_clip": 1.0, "pid_ema": 0.0}
 
 
+# the PID rule's own hyperparameters: a run whose multiplier follows another rule never reads them
+PID_SETTINGS = ("pid_kp", "pid_ki", "pid_kd", "pid_ema")
+
+
 def with_legacy_defaults(saved: dict) -> dict:
-    """A saved config.yaml with the hyperparameters it lacks at the values that run had: those of
-    LEGACY_DEFAULTS, except `pid_ema` for a run that never used the PID rule, which never read it
-    and so counts at today's default (a sac-lag run saved before it existed is not 'different')."""
-    legacy = dict(LEGACY_DEFAULTS)
-    if saved.get("algo") != "sac-pid" and saved.get("lagrange") != "pid":
-        legacy["pid_ema"] = Config.pid_ema
-    return {**legacy, **saved}
+    """A saved config.yaml with the hyperparameters it lacks at LEGACY_DEFAULTS (the values that
+    runs saved without them had)."""
+    return {**LEGACY_DEFAULTS, **saved}
+
+
+def unread_settings(config: dict) -> set[str]:
+    """Hyperparameters the run of `config` never reads (so a different value changes nothing):
+    the PID gains unless its multiplier follows the PID rule. Empty for an unknown algorithm."""
+    algo, lagrange = config.get("algo"), config.get("lagrange", "paper")
+    if algo not in ALGOS or multiplier_rule(algo, lagrange) == "pid":
+        return set()
+    return set(PID_SETTINGS)
 
 
 def setting_text(value: Any) -> str:
@@ -275,12 +284,14 @@ def setting_text(value: Any) -> str:
 
 def config_mismatch(saved: dict, asked: dict, may_change: Iterable[str],
                     missing_differs: bool = False) -> tuple[str, str, str] | None:
-    """How a saved run's hyperparameters (missing ones as `with_legacy_defaults`) differ from those asked
-    for, outside `may_change`: ('k=saved, ...', 'k=asked, ...', the flags that ask for the saved
-    values: '--set k=saved ...', '--env E' for env, algo and seed), or None. A key the saved run
+    """How a saved run's hyperparameters (missing ones as `with_legacy_defaults`) differ from those
+    asked for, outside `may_change` and the settings neither run reads (`unread_settings`):
+    ('k=saved, ...', 'k=asked, ...', the flags that ask for the saved values: '--set k=saved ...',
+    '--env E' for env, algo and seed), or None. A key the saved run
     lacks counts as different only with `missing_differs`, shown as not recorded, with no flag."""
     saved = with_legacy_defaults(saved)
-    keys = [k for k in asked if k not in may_change and (k in saved or missing_differs)
+    unread = unread_settings(saved) & unread_settings(asked)
+    keys = [k for k in asked if k not in may_change and k not in unread and (k in saved or missing_differs)
             and saved.get(k) != asked[k]]
     if not keys:
         return None

@@ -548,17 +548,18 @@ def test_report_names_the_settings_that_differ_from_the_defaults(tmp_path):
     """A run's config.yaml is compared with Config(): a differing hyperparameter is listed per
     algorithm, with the seeds when only some have it; a field missing from an old config.yaml
     counts at its LEGACY_DEFAULTS value; the run's name, length and speed settings never count,
-    nor a run without a config.yaml."""
+    nor settings the run does not read, nor a run without a config.yaml."""
     current = Config().to_dict()
     rows = [dict(step=1000, episode=0, cost=1.0, length=1000)]
     write_run(tmp_path, "sac-lag", 0, rows, config={**current, "cost_critics": 1, "threads": 4, "compile": "never"})
-    write_run(tmp_path, "sac-lag", 1, rows, config={**current, "cost_critics": 1, "lr": 0.001})
+    write_run(tmp_path, "sac-lag", 1, rows, config={**current, "cost_critics": 1, "lr": 0.001, "pid_kp": 0.5})
     write_run(tmp_path, "sac-hpo", 0, rows, config=current)
     old = {k: v for k, v in current.items() if k not in LEGACY_DEFAULTS}
     write_run(tmp_path, "sac-pid", 0, rows, config={**old, "algo": "sac-pid"})
     text = settings_text(collect_runs(tmp_path))
     assert "sac-lag: `cost_critics=1`, `lr=0.001 (seed 1)`" in text
     assert "sac-hpo" not in text and "threads" not in text and "compile" not in text
+    assert "pid_kp" not in text   # sac-lag never reads the PID gains
     legacy = {k: v for k, v in LEGACY_DEFAULTS.items() if current[k] != v}
     assert legacy  # the old defaults differ from today's in something, or this test tests nothing
     for key, value in legacy.items():

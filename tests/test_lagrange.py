@@ -45,13 +45,26 @@ def test_adam_lagrangian_steps_and_state_roundtrip():
     assert clone.step() == pytest.approx(m.step())
 
 
-def test_state_roundtrip_continues_identically():
-    a = PIDLagrangian(budget=5.0, window=3)
-    for c in (9.0, 7.0, 3.0):
+@pytest.mark.parametrize("relative", [False, True])
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_state_roundtrip_continues_identically(ema, relative):
+    a = PIDLagrangian(budget=5.0, window=3, ema=ema, relative=relative)
+    for c in (9.0, 27.0, 3.0):
         a.episode_end(c)
-    b = PIDLagrangian(budget=5.0, window=3)
+    b = PIDLagrangian(budget=5.0, window=3, ema=ema, relative=relative)
     b.load_state_dict(a.state_dict())
-    assert [a.episode_end(x) for x in (8.0, 1.0)] == [b.episode_end(x) for x in (8.0, 1.0)]
+    assert [a.episode_end(x) for x in (8.0, 1.0, 30.0)] == [b.episode_end(x) for x in (8.0, 1.0, 30.0)]
+
+
+def test_pid_resumes_a_paper_units_checkpoint_saved_before_the_smoothing():
+    """Such a checkpoint kept J itself as `previous`; the smoothed rule keeps s = J - d0."""
+    m = PIDLagrangian(budget=25.0, kp=0.1, ki=0.01, kd=0.01)
+    m.episode_end(40.0)
+    old = {k: v for k, v in m.state_dict().items() if k != "smoothed"}
+    old["previous"] = 40.0
+    resumed = PIDLagrangian(budget=25.0, kp=0.1, ki=0.01, kd=0.01)
+    resumed.load_state_dict(old)
+    assert resumed.episode_end(30.0) == pytest.approx(m.episode_end(30.0))
 
 
 def test_no_multiplier_stays_zero():
@@ -134,23 +147,45 @@ def test_pid_smooths_p_and_d_over_episodes_hand_computed():
     assert m.integral == 0.0 and m.previous == pytest.approx(2.0)
 
 
+def test_pid_smoothed_in_relative_units_clips_p_and_d_at_one_hand_computed():
+    m = PIDLagrangian(budget=10.0, kp=0.5, ki=0.1, kd=0.2, relative=True, ema=0.5)
+    # 40: violation 3; I = 3; s starts at min(3, 1) = 1 -> 0.5*1 + 0.1*3 = 0.8
+    assert m.episode_end(40.0) == pytest.approx(0.8)
+    # 30: violation 2; I = 5; s = 0.5*1 + 0.5*min(2, 1) = 1; D = 0 -> 0.5 + 0.5 = 1.0
+    assert m.episode_end(30.0) == pytest.approx(1.0)
+    # 5: violation -0.5; I = 4.5; s = 0.5*1 + 0.5*-0.5 = 0.25; D = -0.75 -> 0.125 + 0.45 - 0.15
+    assert m.episode_end(5.0) == pytest.approx(0.425)
+
+
 def test_pid_smoothing_stops_the_every_episode_alternation():
-    """Episodes alternating at 3x and 0.5x the budget (mean 1.75x): with P and D on single episodes
-    lambda jumps by Kp + 2 Kd every episode; smoothed, by a seventh of that (mostly the integral's
-    own step) while it rises."""
+    """Episodes alternating at 3x and 0.5x the budget (the integral off): with P and D on single
+    episodes lambda jumps between Kp + 2 Kd and 0 every episode; smoothed, by a tenth of that."""
     from safehpo.config import Config
     from safehpo.lagrange import make_multiplier
     costs = [30.0, 5.0] * 20
     swings = {}
     for ema in (0.0, 0.9):
-        m = make_multiplier("pid", 10.0, Config(pid_ema=ema, lambda_units="relative"))
+        m = make_multiplier("pid", 10.0, Config(pid_ema=ema, pid_ki=0.0, lambda_units="relative"))
         values = [m.episode_end(c) for c in costs]
         swings[ema] = max(abs(b - a) for a, b in zip(values[20:], values[21:]))
-        assert values[-1] > values[10]                       # the integral keeps rising: mean over budget
-    assert swings[0.0] > 0.15 and swings[0.9] < 0.2 * swings[0.0]
+    assert swings[0.0] > 0.1 and swings[0.9] < 0.15 * swings[0.0]
+
+
+def test_pid_integral_term_is_the_ascent_rule_with_ki_equal_to_its_step():
+    """With Kp = Kd = 0 and Ki = lambda_lr, the PID rule's lambda is the ascent rule's, as long as
+    neither is held at 0 (costs over budget at first, so both rise before they fall)."""
+    from safehpo.config import Config
+    from safehpo.lagrange import make_multiplier
+    cfg = Config(pid_kp=0.0, pid_kd=0.0)
+    assert cfg.pid_ki == cfg.lambda_lr
+    pid, ascent = make_multiplier("pid", 10.0, cfg), make_multiplier("paper", 10.0, cfg)
+    for cost, share in [(30.0, 1.0), (12.0, 0.5), (4.0, 1.0), (25.0, 0.2), (9.0, 1.0)]:
+        assert pid.episode_end(cost, share) == pytest.approx(ascent.episode_end(cost, share))
+    assert pid.value > 0
 
 
 def test_pid_ema_is_checked():
     from safehpo.config import Config, ConfigError, validate
-    with pytest.raises(ConfigError, match="pid_ema"):
-        validate(Config(pid_ema=1.0))
+    for bad in (1.0, -0.1):
+        with pytest.raises(ConfigError, match="pid_ema"):
+            validate(Config(pid_ema=bad))

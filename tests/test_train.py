@@ -297,12 +297,15 @@ def test_config_mismatch_reads_missing_keys_at_their_legacy_values():
     assert flags == "--env envs/x.yaml --seed 3"  # train's own flags, not --set (which refuses them)
 
 
-def test_pid_ema_missing_from_a_run_differs_only_where_the_pid_rule_read_it():
+def test_pid_settings_differ_only_where_the_pid_rule_reads_them():
     asked = Config().to_dict()
-    old = {k: v for k, v in asked.items() if k != "pid_ema"}
-    assert config_mismatch({**old, "algo": "sac-lag"}, {**asked, "algo": "sac-lag"}, ()) is None
-    had, now, sets = config_mismatch({**old, "algo": "sac-pid"}, {**asked, "algo": "sac-pid"}, ())
-    assert (had, now, sets) == ("pid_ema=0.0", "pid_ema=0.9", "--set pid_ema=0.0")
+    old = {k: v for k, v in asked.items() if k != "pid_ema"}       # saved before pid_ema existed
+    for algo, lagrange in [("sac-lag", "paper"), ("sac-hpo", "adam"), ("sac", "pid")]:
+        saved = {**old, "pid_ki": 0.01, "algo": algo, "lagrange": lagrange}
+        assert config_mismatch(saved, {**asked, "algo": algo, "lagrange": lagrange}, ()) is None
+    had, now, sets = config_mismatch({**old, "pid_ki": 0.01, "algo": "sac-pid"}, {**asked, "algo": "sac-pid"}, ())
+    assert (had, now) == ("pid_ki=0.01, pid_ema=0.0", "pid_ki=0.1, pid_ema=0.9")
+    assert sets == "--set pid_ki=0.01 --set pid_ema=0.0"
     had, _, _ = config_mismatch({**old, "algo": "sac-hpo", "lagrange": "pid"}, {**asked, "algo": "sac-hpo", "lagrange": "pid"}, ())
     assert had == "pid_ema=0.0"
 
