@@ -103,9 +103,10 @@ class PIDLagrangian(GradientAscent):
 
     (w: the episode's length share, in relative units). The integral takes each episode's
     violation (in relative units clipped at `lambda_clip`, unclipped by default, so a steady
-    integral means the mean cost is on the budget, as for the ascent rule). The proportional and derivative terms act on s, an exponential moving average
-    of the violations with factor a = `ema` (OmniSafe's PID Lagrangian smooths them likewise); in
-    relative units each violation enters s clipped at +1. With a = 0 they act on this episode alone
+    integral means the mean cost is on the budget, as for the ascent rule). The proportional and
+    derivative terms act on s, an exponential moving average of the violations with factor
+    a = `ema` (OmniSafe's PID Lagrangian smooths them likewise); in relative units each violation
+    enters s clipped at +1. With a = 0 they act on this episode alone
     (the papers' rule), and a single episode far over budget followed by one under it then moves
     lambda up and down again every episode (docs/multiplier.md). The arguments' defaults are the
     papers' rule (gains 0.1, 0.01, 0.01, a = 0); safehpo's defaults are those of config.py.
