@@ -48,10 +48,10 @@ def main() -> int:
     from safehpo.algorithm import make_agent
     from safehpo.cmdp import load_spec, make_env
     from safehpo.config import Config
-    from safehpo.runfolder import LEGACY_DEFAULTS
+    from safehpo.runfolder import with_legacy_defaults
 
     state = torch.load(args.checkpoint or args.run / "checkpoint.pt", map_location="cpu", weights_only=False)
-    cfg = Config(**{**LEGACY_DEFAULTS, **state["config"]}).replace(device="cpu", compile="never")
+    cfg = Config(**with_legacy_defaults(state["config"])).replace(device="cpu", compile="never")
     saved = yaml.safe_load((args.run / "config.yaml").read_text())
     spec = load_spec(saved["spec"]["path"] or cfg.env)
     env = make_env(spec)

@@ -18,7 +18,7 @@ from .algos import check_algo
 from .cmdp import load_spec, make_env
 from .config import Config, ConfigError, apply_overrides
 from .drawing import STYLE, pyplot, save_figure
-from .runfolder import ACTIONS_FILE, CHECKPOINT_FILE, CONFIG_FILE, LEGACY_DEFAULTS
+from .runfolder import ACTIONS_FILE, CHECKPOINT_FILE, CONFIG_FILE, with_legacy_defaults
 
 Q_GRID = 121   # points per axis of the Q_lambda contour
 
@@ -43,7 +43,7 @@ def load_run(run_dir: Path | str, where: str = "run") -> tuple[Any, Any, Any]:
     if not isinstance(doc, dict):
         raise ConfigError(f"{config_path}: expected a mapping of hyperparameters")
     known = Config().to_dict()
-    doc = {**LEGACY_DEFAULTS, **doc}  # a run saved before a hyperparameter existed ran with its old value
+    doc = with_legacy_defaults(doc)
     cfg = apply_overrides(Config(), {k: v for k, v in doc.items() if k in known}, where=str(config_path))
     check_algo(cfg.algo, str(config_path))
     if not ckpt_path.is_file():

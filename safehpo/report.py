@@ -12,8 +12,8 @@ from .audit import AUDIT_FILE
 from .bootstrap import MIN_SEEDS_FOR_CI, SeedStat
 from .figures import FIGURE_FILES
 from .config import Config
-from .runfolder import (COMMAND_FILE, FINISHED, LEGACY_DEFAULTS, RESUMABLE_CHANGES, setting_text,
-                        unread_settings)
+from .runfolder import (COMMAND_FILE, FINISHED, RESUMABLE_CHANGES, setting_text, unread_settings,
+                        with_legacy_defaults)
 from .runrecord import BUDGET_KIND_LABELS, RunRecord, collect_runs, env_budget, env_name
 from .summary import SUMMARY_FILE, algo_table, summarise
 from .tables import field_text, fixed_text, md_table, significant_text
@@ -151,7 +151,7 @@ def settings_text(runs: Sequence[RunRecord]) -> str:
         own = sorted((r for r in runs if r.algo == algo and r.config), key=lambda r: r.seed)
         differ: dict[str, dict[Any, list[int]]] = {}
         for r in own:
-            config = {**LEGACY_DEFAULTS, **r.config}  # a run saved before a field existed ran with its old value
+            config = with_legacy_defaults(r.config)
             unread = unread_settings(config)
             for key, default in defaults.items():
                 if key in _NOT_SETTINGS or key in unread or key not in config or config[key] == default:

@@ -262,6 +262,12 @@ LEGACY_DEFAULTS = {"lambda_units": "paper", "fast_paths": True, "cost_critics": 
 PID_SETTINGS = ("pid_kp", "pid_ki", "pid_kd", "pid_ema")
 
 
+def with_legacy_defaults(saved: dict) -> dict:
+    """A saved config.yaml read at the values its run ran with: the hyperparameters it lacks at
+    LEGACY_DEFAULTS (a run saved before a hyperparameter existed ran with its old value)."""
+    return {**LEGACY_DEFAULTS, **saved}
+
+
 def unread_settings(config: dict) -> set[str]:
     """Hyperparameters the run of `config` never reads (so a different value changes nothing):
     the PID gains unless its multiplier follows the PID rule. Empty for an unknown algorithm."""
@@ -278,12 +284,12 @@ def setting_text(value: Any) -> str:
 
 def config_mismatch(saved: dict, asked: dict, may_change: Iterable[str],
                     missing_differs: bool = False) -> tuple[str, str, str] | None:
-    """How a saved run's hyperparameters (missing ones at LEGACY_DEFAULTS) differ from those
+    """How a saved run's hyperparameters (read through `with_legacy_defaults`) differ from those
     asked for, outside `may_change` and the settings neither run reads (`unread_settings`):
     ('k=saved, ...', 'k=asked, ...', the flags that ask for the saved values: '--set k=saved ...',
     '--env E' for env, algo and seed), or None. A key the saved run
     lacks counts as different only with `missing_differs`, shown as not recorded, with no flag."""
-    saved = {**LEGACY_DEFAULTS, **saved}
+    saved = with_legacy_defaults(saved)
     unread = unread_settings(saved) & unread_settings(asked)
     keys = [k for k in asked if k not in may_change and k not in unread and (k in saved or missing_differs)
             and saved.get(k) != asked[k]]
