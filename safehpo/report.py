@@ -19,6 +19,11 @@ from .summary import SUMMARY_FILE, algo_table, summarise
 from .tables import field_text, fixed_text, md_table, significant_text
 
 REPORT_FILE = "report.md"
+PER_STEP_NOTE = ("Average budget: an episode's cost is its own mean per env step, and the training "
+                 "cost columns average episodes alike, so an ant that falls after 20 steps weighs "
+                 "as much as a 1000-step episode. The cost per step divides the last 10% of "
+                 "episodes' summed cost by their summed length: the rate the multiplier drives to "
+                 "the budget (docs/multiplier.md). Both are reported; neither replaces the other.")
 METHOD_PARAGRAPHS = (
     "Safety during training comes from progress.csv: one row per finished training episode, acted "
     "as the run trained (the uniform-random warm-up, the stochastic exploration policy and, for "
@@ -26,7 +31,9 @@ METHOD_PARAGRAPHS = (
     "the budget's kind, exceeded the budget; cumulative violations are their number, the violation "
     "rate their fraction of the run's episodes. Training cost is the mean episode cost over all "
     "episodes, and over the last 10% of training episodes (at least the last one); the training "
-    "return over the last 10% describes those same episodes. Rejected actions are the failed tests "
+    "return over the last 10% describes those same episodes; for an average budget the cost per "
+    "step of those episodes is their summed cost (each episode's per-step cost times its length) "
+    "over their summed length. Rejected actions are the failed tests "
     "of the Lyapunov filter summed over all training episodes; per 1k steps divides by the env "
     "steps of those episodes. Final lambda and alpha are the values after the last training "
     "episode. Speed (sps) is the median of the per-episode env steps per second.",
@@ -233,13 +240,19 @@ def write_report(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -
                  f"measured in the budget's kind ({kind_text or kind}). " if threshold is not None
                  else "The environment has no budget: no episode counts as a violation. ")
               + _ci_sentence(table), ""]
+    per_step = kind == "average"  # episodes of unequal length: also their cost per env step
     rows = [[a["algo"], _seeds_cell(a), _stat_text(a["cumulative_violations"], 1, 0),
              _stat_text(a["violation_rate"], 3), _stat_text(a["train_cost_mean"], 3),
-             _stat_text(a["final_cost"], 3), _stat_text(a["final_return"], 1),
-             _stat_text(a["rejected_per_1k_steps"], 2)] for a in table]
+             _stat_text(a["final_cost"], 3)]
+            + ([_stat_text(a["final_cost_per_step"], 3)] if per_step else [])
+            + [_stat_text(a["final_return"], 1), _stat_text(a["rejected_per_1k_steps"], 2)]
+            for a in table]
     parts += [md_table(["algo", "seeds", "cumulative violations", "violation rate",
-                         "training cost, all episodes", "training cost, last 10%",
-                         "training return, last 10%", "rejected / 1k steps"], rows), ""]
+                         "training cost, all episodes", "training cost, last 10%"]
+                        + (["training cost per step, last 10%"] if per_step else [])
+                        + ["training return, last 10%", "rejected / 1k steps"], rows), ""]
+    if per_step:
+        parts += [PER_STEP_NOTE, ""]
     if daggers:
         parts += [dagger_note, ""]
 
@@ -284,12 +297,16 @@ def write_report(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -
     seed_rows = [[r["algo"], str(r["seed"]), _status_cell(r), _steps_cell(r),
                   field_text(r["episodes"]) or "-", field_text(r["cumulative_violations"]) or "-",
                   fixed_text(r["violation_rate"], 3), fixed_text(r["train_cost_mean"], 3),
-                  fixed_text(r["final_cost"], 3), fixed_text(r["final_return"], 1), field_text(r["rejected"]) or "-",
+                  fixed_text(r["final_cost"], 3)]
+                 + ([fixed_text(r["final_cost_per_step"], 3)] if per_step else [])
+                 + [fixed_text(r["final_return"], 1), field_text(r["rejected"]) or "-",
                   fixed_text(r["rejected_per_1k_steps"], 2), significant_text(r["final_lambda"]),
                   significant_text(r["final_alpha"]), fixed_text(r["wall_seconds"], 0), fixed_text(r["sps"], 1)]
                  for r in summary]
     parts += [md_table(["algo", "seed", "status", "steps", "episodes", "violations",
-                         "violation rate", "cost, all", "cost, last 10%", "return, last 10%",
+                         "violation rate", "cost, all", "cost, last 10%"]
+                        + (["cost per step, last 10%"] if per_step else [])
+                        + ["return, last 10%",
                          "rejected", "rejected / 1k steps", "final lambda", "final alpha",
                          "wall s", "sps"], seed_rows, right_from=3), ""]
     parts += ["## Per seed: learned policy", ""]

@@ -32,7 +32,8 @@ SUMMARY_COLUMNS = ("algo", "seed", "status", "reason", "final_return", "final_co
                    # the headline tables' columns, after the first fifteen so readers of those keep working
                    "planned_steps", "episodes", "train_cost_mean", "final_lambda", "final_alpha",
                    "eval_step", "eval_episodes", "eval_return", "eval_cost",
-                   "eval_filtered_return", "eval_filtered_cost", "eval_filtered_rejected")
+                   "eval_filtered_return", "eval_filtered_cost", "eval_filtered_rejected",
+                   "final_cost_per_step")
 FINAL_FRACTION = 0.1   # final return/cost: mean over the last 10% of training episodes
 
 
@@ -45,6 +46,24 @@ def final_mean(values: np.ndarray, fraction: float = FINAL_FRACTION) -> float | 
     tail = v[-k:]
     tail = tail[~np.isnan(tail)]
     return float(tail.mean()) if tail.size else None
+
+
+def final_step_mean(costs: np.ndarray, lengths: np.ndarray,
+                    fraction: float = FINAL_FRACTION) -> float | None:
+    """For an average budget: the cost per env step of the last `fraction` of the episodes (the
+    same episodes as `final_mean`), i.e. their summed cost over their summed length. Each episode's
+    cost is its own per-step average, so this weights an episode by its length where `final_mean`
+    weights every episode alike; it is the rate the multiplier's length-share updates drive to the
+    budget (docs/multiplier.md)."""
+    c, n = np.asarray(costs, dtype=float), np.asarray(lengths, dtype=float)
+    if c.size == 0 or c.size != n.size:
+        return None
+    k = max(1, int(math.ceil(fraction * c.size - 1e-9)))
+    c, n = c[-k:], n[-k:]
+    keep = ~(np.isnan(c) | np.isnan(n))
+    if not keep.any() or n[keep].sum() <= 0:
+        return None
+    return float((c[keep] * n[keep]).sum() / n[keep].sum())
 
 
 def _nanmean(values: np.ndarray) -> float | None:
@@ -63,7 +82,8 @@ def run_summary(run: RunRecord) -> dict:
     """One summary.csv row as a dict of numbers (None where a value is missing).
 
     Training (progress.csv): final_return / final_cost: mean of the last 10% of training
-    episodes (at least the last one); train_cost_mean: mean over all of them; violation_rate:
+    episodes (at least the last one); final_cost_per_step (average budgets only): those episodes'
+    cost per env step, see `final_step_mean`; train_cost_mean: mean over all of them; violation_rate:
     violated episodes / episodes; cumulative_violations: violated episodes; rejected: rejected
     actions over all episodes; rejected_per_1k_steps: 1000 * rejected / steps, steps = env steps
     at the end of the last finished episode; final_lambda / final_alpha: after the last episode;
@@ -100,6 +120,8 @@ def run_summary(run: RunRecord) -> dict:
         return row
     row["final_return"] = final_mean(run.column("return"))
     row["final_cost"] = final_mean(run.column("cost"))
+    if kind == "average":
+        row["final_cost_per_step"] = final_step_mean(run.column("cost"), run.column("length"))
     row["train_cost_mean"] = _nanmean(run.column("cost"))
     row["final_lambda"] = _last(run.column("lambda"))
     row["final_alpha"] = _last(run.column("alpha"))
@@ -132,7 +154,7 @@ def write_summary(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) 
 
 
 TRAIN_METRICS = ("cumulative_violations", "violation_rate", "train_cost_mean", "final_cost",
-                 "final_return", "rejected_per_1k_steps", "final_lambda", "final_alpha")
+                 "final_cost_per_step", "final_return", "rejected_per_1k_steps", "final_lambda", "final_alpha")
 POLICY_METRICS = ("eval_return", "eval_cost", "eval_filtered_return", "eval_filtered_cost",
                   "eval_filtered_rejected")
 AGGREGATED = TRAIN_METRICS + POLICY_METRICS

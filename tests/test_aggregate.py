@@ -191,6 +191,27 @@ def test_summary_numbers_on_hand_made_csv(tmp_path):
     assert written["reason"] == ""
 
 
+def test_average_budget_reports_the_cost_per_step_of_the_last_episodes(tmp_path):
+    # 20 episodes, the last two (the last 10%): 1000 steps at 10 per step, then a fall after 20
+    # steps at 80 per step. Episodes alike: (10 + 80) / 2 = 45; per step: 11,600 / 1,020.
+    rows = [dict(step=1000 * (i + 1), episode=i, length=1000, cost=10.0) for i in range(19)]
+    rows.append(dict(step=19_020, episode=19, length=20, cost=80.0, violated=1))
+    write_run(tmp_path / "ant", "sac-lag", 0, rows, budget=(25.0, "average"),
+              status={"state": "done", "reason": None, "steps_done": 19_020})
+    write_run(tmp_path / "cheetah", "sac-lag", 0, rows, budget=(25.0, "sum"),
+              status={"state": "done", "reason": None, "steps_done": 19_020})
+    (ant,) = summarise(tmp_path / "ant")
+    assert ant["final_cost"] == pytest.approx(45.0)
+    assert ant["final_cost_per_step"] == pytest.approx((10 * 1000 + 80 * 20) / 1020)
+    (cheetah,) = summarise(tmp_path / "cheetah")   # a sum budget: the per-step rate is not its unit
+    assert cheetah["final_cost_per_step"] is None
+    safety = section(write_report(tmp_path / "ant").read_text(), "Safety during training")
+    assert "training cost per step, last 10%" in safety and "summed length" in safety
+    assert table_row(safety, "sac-lag")[5:7] == ["45.000 (1 seed)", "11.373 (1 seed)"]
+    assert "cost per step" not in section(write_report(tmp_path / "cheetah").read_text(),
+                                          "Safety during training")
+
+
 def test_final_mean_takes_at_least_the_last_episode():
     assert final_mean(np.array([1.0, 2.0, 9.0])) == 9.0          # 10% of 3 -> 1
     assert final_mean(np.arange(15.0)) == pytest.approx(13.5)   # 10% of 15 -> 2
