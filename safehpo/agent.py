@@ -59,7 +59,7 @@ class Agent:
         self.units = CostUnits(cost_unit, cost_offset, cfg.cost_scale, cost_rate)
         self.filter_budget = budget_discounted if filter_budget is None else filter_budget
         # the Lyapunov filter when acting (Algorithm 3), where the algorithm has one and the env a budget
-        self.filter = LyapunovFilter(self.filter_budget, cfg.gamma, cfg.k_max) if constrained and self.algo.filter \
+        self.filter = LyapunovFilter(self.filter_budget, cfg.gamma, cfg.k_max, cfg.filter_fallback) if constrained and self.algo.filter \
             else None
         self.audit = self.filter.audit if self.filter else FilterAudit()  # the training episode's counters
         low = torch.as_tensor(act_low, dtype=torch.float32)

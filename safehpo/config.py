@@ -137,6 +137,7 @@ class Config:
     gate_state_input: bool = False
     second_order: bool = False    # differentiate through grad_a Q (create_graph); exact for ReLU critics either way
     k_max: int = 10               # most leapfrog steps (and tests) the Lyapunov filter takes per action
+    filter_fallback: str = "lowest-cost"  # no candidate passed: the lowest-Q_C one, or "last" (the paper's a_K)
     target_chain: bool = True     # next actions of the critic target from the chain (exact); False: base policy
 
     # evaluation, logging, checkpoints
@@ -157,6 +158,7 @@ _CHOICES = {
     "lagrange": ("paper", "pid", "adam"),
     "lambda_units": ("relative", "paper"),
     "compile": ("auto", "always", "never"),
+    "filter_fallback": ("lowest-cost", "last"),
 }
 _POSITIVE = {"steps", "batch_size", "buffer_size", "hidden", "actor_hidden", "base_hidden",
              "gate_hidden", "k_max", "eval_interval", "eval_episodes", "checkpoint_interval",

@@ -45,14 +45,15 @@ class FilterAudit:
 
 def filter_action(start: Candidate, advance: Callable[[Candidate], Candidate],
                   cost_of: Callable[[Candidate], float], qc_ref: float, eps_l: float, k_max: int,
-                  audit: FilterAudit) -> Candidate:
+                  audit: FilterAudit, fallback: str = "lowest-cost") -> Candidate:
     """Algorithm 3: from the chain's start (a_0, rho_0), up to k_max leapfrog steps, each followed
     by the test of eq. 14; the first candidate that passes is returned.
 
     advance(c) -> the candidate one leapfrog step after c; from a tested (so rejected) candidate it
     first adds fresh momentum noise N(0, 1/beta0). cost_of(c) -> Q_C(s, a(c)). The start itself is not
     tested. On an unsafe fallback (no candidate passed) the candidate with the lowest Q_C is
-    returned (the paper returns the last one).
+    returned (fallback="lowest-cost"), or the last one, a_{k_max}, as the paper does
+    (fallback="last").
     """
     audit.filtered_steps += 1
     candidate, best, best_qc = start, start, float("inf")
@@ -66,7 +67,7 @@ def filter_action(start: Candidate, advance: Callable[[Candidate], Candidate],
         if qc < best_qc:
             best, best_qc = candidate, qc
     audit.unsafe_fallbacks += 1
-    return best
+    return candidate if fallback == "last" else best
 
 
 class LyapunovFilter:
@@ -78,13 +79,13 @@ class LyapunovFilter:
     episode's eps_L nor count in the training audit.
     """
 
-    def __init__(self, budget_discounted: float, gamma: float, k_max: int):
-        self.budget, self.gamma, self.k_max = budget_discounted, gamma, k_max
+    def __init__(self, budget_discounted: float, gamma: float, k_max: int, fallback: str = "lowest-cost"):
+        self.budget, self.gamma, self.k_max, self.fallback = budget_discounted, gamma, k_max, fallback
         self.eps_l = 0.0
         self.audit = FilterAudit()
 
     def for_evaluation(self) -> "LyapunovFilter":
-        return LyapunovFilter(self.budget, self.gamma, self.k_max)
+        return LyapunovFilter(self.budget, self.gamma, self.k_max, self.fallback)
 
     def episode_start(self, qc_start_ref: float, reset_audit: bool = True) -> None:
         """eps_L from Q_C(s_0, pi_B(s_0)) of the episode's first state (eq. 15); a new episode's counters
@@ -96,4 +97,4 @@ class LyapunovFilter:
     def select(self, start: Candidate, advance: Callable[[Candidate], Candidate],
                cost_of: Callable[[Candidate], float], qc_ref: float) -> Candidate:
         """Algorithm 3 from `start` (see filter_action)."""
-        return filter_action(start, advance, cost_of, qc_ref, self.eps_l, self.k_max, self.audit)
+        return filter_action(start, advance, cost_of, qc_ref, self.eps_l, self.k_max, self.audit, self.fallback)

@@ -85,6 +85,29 @@ def test_filter_decisions_do_not_depend_on_cost_scale():
     assert 0 < decisions[0][2] < 30 < decisions[0][1]  # some rejections and fallbacks, not all actions
 
 
+def test_unsafe_fallback_executes_the_lowest_cost_candidate_or_the_papers_last_one():
+    """With eps_L far below anything a candidate reaches, every action falls back; both agents
+    draw the same candidates, and the default's executed action never costs more than the last
+    candidate's (filter_fallback="last", the paper's a_K)."""
+    executed = {}
+    for fallback in ("lowest-cost", "last"):
+        agent = small_agent("sac-hpo", filter_fallback=fallback)
+        assert agent.filter.fallback == agent.filter.for_evaluation().fallback == fallback
+        agent.filter.budget = -1e9
+        agent.episode_start(np.zeros(3, dtype=np.float32))
+        rng = np.random.default_rng(0)
+        costs = []
+        for _ in range(20):
+            s = rng.normal(size=3).astype(np.float32)
+            a = agent.act(s)
+            with torch.no_grad():
+                costs.append(float(agent.target_cost(torch.as_tensor(s)[None], torch.as_tensor(a)[None])))
+        assert agent.audit.unsafe_fallbacks == 20 and agent.audit.rejected == 20 * agent.cfg.k_max
+        executed[fallback] = np.asarray(costs)
+    assert (executed["lowest-cost"] <= executed["last"] + 1e-5).all()
+    assert (executed["lowest-cost"] < executed["last"] - 1e-5).any()
+
+
 @pytest.mark.parametrize("target, direction", [(1e6, 1.0), (-1e6, -1.0)])
 def test_temperature_takes_one_adam_step_towards_the_target_entropy(target, direction):
     """Loss -log_alpha (log pi + target): its gradient is -(E log pi + target); Adam's first step

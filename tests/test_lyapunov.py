@@ -40,5 +40,10 @@ def test_stops_at_k_max_and_falls_back_to_the_lowest_cost_candidate():
                         qc_ref=0.0, eps_l=1.0, k_max=3, audit=audit)
     assert out == 2  # lowest Q_C seen
     assert (audit.rejected, audit.leapfrog_steps, audit.unsafe_fallbacks) == (3, 3, 1)
+    # the paper's fallback: the last candidate, a_{k_max}, with the same counts
+    out = filter_action(0, advance=lambda c: c + 1, cost_of=lambda c: costs[c],
+                        qc_ref=0.0, eps_l=1.0, k_max=3, audit=audit, fallback="last")
+    assert out == 3
+    assert (audit.rejected, audit.leapfrog_steps, audit.unsafe_fallbacks) == (6, 6, 2)
     audit.reset()
     assert audit == FilterAudit()
