@@ -54,26 +54,18 @@ def inspect(run: Path, checkpoint: Path | None = None, episodes: int = 3, seed: 
     and the filter's own audit summed over the episodes."""
     torch.set_num_threads(1)
     torch.manual_seed(seed)
-    import yaml
+    from safehpo.actions import load_run
+    from safehpo.cmdp import make_env
 
-    from safehpo.algorithm import make_agent
-    from safehpo.cmdp import load_spec, make_env
-    from safehpo.config import Config
-    from safehpo.runfolder import with_legacy_defaults
-
-    state = torch.load(checkpoint or run / "checkpoint.pt", map_location="cpu", weights_only=False)
-    cfg = Config(**with_legacy_defaults(state["config"])).replace(device="cpu", compile="never")
-    saved = yaml.safe_load((run / "config.yaml").read_text())
-    spec = load_spec(saved["spec"]["path"] or cfg.env)
+    cfg, spec, agent = load_run(run, "filter_check", checkpoint)
+    step = torch.load(checkpoint or run / "checkpoint.pt", map_location="cpu", weights_only=False)["step"]
     env = make_env(spec)
-    agent = make_agent(cfg, spec, env, "cpu")
-    agent.load_state_dict(state["agent"], optimisers=False)
     if agent.filter is None:
         raise SystemExit(f"{run}: this run has no Lyapunov filter")
     recorder = RecordingFilter(agent.filter)
     agent.filter = recorder
     g, offset = cfg.gamma, agent.units.offset
-    out = dict(step=state["step"], lam=agent.multiplier.value, k_max=cfg.k_max, budget=spec.budget,
+    out = dict(step=step, lam=agent.multiplier.value, k_max=cfg.k_max, budget=spec.budget,
                d0=recorder.budget, per_step=lambda q: q * (1 - g) + offset, gamma=g, episodes=[],
                audit=dict(rejected=0, leapfrog_steps=0, unsafe_fallbacks=0))
     for i in range(episodes):
@@ -97,7 +89,12 @@ def main() -> int:
     p.add_argument("--checkpoint", type=Path, help="default: RUN/checkpoint.pt")
     p.add_argument("--seed", type=int, default=100, help="first episode's env seed")
     args = p.parse_args()
-    r = inspect(args.run, args.checkpoint, args.episodes, args.seed)
+    from safehpo.config import ConfigError
+    try:
+        r = inspect(args.run, args.checkpoint, args.episodes, args.seed)
+    except ConfigError as e:  # no such run, no checkpoint: one line
+        print(f"filter_check: {e}", file=sys.stderr)
+        return 2
     per_step, g = r["per_step"], r["gamma"]
     print(f"{args.run} at step {r['step']}: lambda {r['lam']:.3g}, k_max {r['k_max']}; "
           f"budget {r['budget'].threshold:g} ({r['budget'].kind}), d0' = {r['d0']:.1f} "

@@ -23,16 +23,17 @@ from .runfolder import ACTIONS_FILE, CHECKPOINT_FILE, CONFIG_FILE, with_legacy_d
 Q_GRID = 121   # points per axis of the Q_lambda contour
 
 
-def load_run(run_dir: Path | str, where: str = "run") -> tuple[Any, Any, Any]:
+def load_run(run_dir: Path | str, where: str = "run", checkpoint: Path | str | None = None) -> tuple[Any, Any, Any]:
     """(Config, EnvSpec, Agent) of a run folder: config.yaml rebuilt into a Config, the agent
-    built as `safehpo.train` builds it and loaded from checkpoint.pt, on the CPU.
+    built as `safehpo.train` builds it and loaded from checkpoint.pt (or `checkpoint`, a copy of
+    one of the run's earlier checkpoints), on the CPU.
 
     Raises ConfigError (one line) if the folder, config.yaml or checkpoint.pt is missing or unreadable.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{where} {run_dir}: no such folder")
-    config_path, ckpt_path = run_dir / CONFIG_FILE, run_dir / CHECKPOINT_FILE
+    config_path, ckpt_path = run_dir / CONFIG_FILE, Path(checkpoint or run_dir / CHECKPOINT_FILE)
     if not config_path.is_file():
         raise ConfigError(f"{where} {run_dir}: not a run folder (no config.yaml; expected the --out "
                           "folder of `safehpo train`)")
@@ -47,7 +48,8 @@ def load_run(run_dir: Path | str, where: str = "run") -> tuple[Any, Any, Any]:
     cfg = apply_overrides(Config(), {k: v for k, v in doc.items() if k in known}, where=str(config_path))
     check_algo(cfg.algo, str(config_path))
     if not ckpt_path.is_file():
-        raise ConfigError(f"{where} {run_dir}: no checkpoint.pt (the run has not reached its first checkpoint)")
+        raise ConfigError(f"{where} {run_dir}: no checkpoint.pt (the run has not reached its first checkpoint)"
+                          if checkpoint is None else f"{where}: {ckpt_path}: no such file")
     try:
         spec = load_spec(cfg.env)
     except ConfigError:  # a spec given by a relative path: config.yaml keeps its resolved path
@@ -62,7 +64,7 @@ def load_run(run_dir: Path | str, where: str = "run") -> tuple[Any, Any, Any]:
         raise ConfigError(f"{ckpt_path}: unreadable checkpoint ({type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else 'no details'})") from None
     env = make_env(spec)
-    cfg = cfg.replace(device="cpu")
+    cfg = cfg.replace(device="cpu", compile="never")  # a few hundred actions do not repay a compile
     agent = Agent.for_env(cfg, spec, env, "cpu")
     env.close()
     try:
