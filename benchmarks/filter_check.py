@@ -93,7 +93,7 @@ def main() -> int:
     try:
         r = inspect(args.run, args.checkpoint, args.episodes, args.seed)
     except ConfigError as e:  # no such run, no checkpoint: one line
-        print(f"filter_check: {e}", file=sys.stderr)
+        print(e, file=sys.stderr)
         return 2
     per_step, g = r["per_step"], r["gamma"]
     print(f"{args.run} at step {r['step']}: lambda {r['lam']:.3g}, k_max {r['k_max']}; "
