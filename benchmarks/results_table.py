@@ -1,0 +1,63 @@
+"""One markdown row per finished run of result folders, as the README's results tables show them.
+
+    python benchmarks/results_table.py results/evidence ["results/evidence-one-cost-critic=, one cost critic"]
+
+Each argument is a folder of environment folders (each with the summary.csv that `safehpo plot`
+writes), optionally `=SUFFIX`, appended to the algorithm's name. Columns: the training cost over
+the last 10% of training episodes (for an average budget also per env step), the episodes over
+budget, the final deterministic evaluation's return / cost. Rows by environment, then folder,
+algorithm and seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+HEADER = ("| env (budget) | algo | seed | training cost | episodes over budget | evaluation: return / cost |\n"
+          "|---|---|---:|---:|---:|---:|")
+ALGO_ORDER = ("sac", "sac-lag", "sac-pid", "sac-hpo")
+
+
+def rows(folders: list[tuple[Path, str]]) -> list[str]:
+    envs = sorted({p.parent.name for folder, _ in folders for p in folder.glob("*/summary.csv")})
+    out = []
+    for env in envs:
+        for folder, suffix in folders:
+            path = folder / env / "summary.csv"
+            if not path.is_file():
+                continue
+            with open(path, newline="") as f:
+                done = [r for r in csv.DictReader(f) if r["status"] == "done"]
+            done.sort(key=lambda r: (ALGO_ORDER.index(r["algo"]) if r["algo"] in ALGO_ORDER else len(ALGO_ORDER),
+                                     r["algo"], int(r["seed"])))
+            for r in done:
+                cost = f"{float(r['final_cost']):.1f}"
+                if r.get("final_cost_per_step"):
+                    cost += f" ({float(r['final_cost_per_step']):.1f} per step)"
+                budget = f"{float(r['budget']):g} {r['budget_kind']}" if r["budget"] else "none"
+                evaluation = (f"{float(r['eval_return']):.0f} / {float(r['eval_cost']):.1f}"
+                              if r.get("eval_return") and r.get("eval_cost") else "-")
+                out.append(f"| {env} ({budget}) | {r['algo']}{suffix} | {r['seed']} | {cost} | "
+                           f"{r['cumulative_violations']} of {r['episodes']} | {evaluation} |")
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        return 2
+    folders = []
+    for arg in argv:
+        path, _, suffix = arg.partition("=")
+        if not Path(path).is_dir():
+            print(f"results_table: {path}: no such folder", file=sys.stderr)
+            return 2
+        folders.append((Path(path), suffix))
+    print("\n".join([HEADER, *rows(folders)]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
