@@ -20,8 +20,8 @@ from .tables import field_text, fixed_text, md_table, significant_text
 
 REPORT_FILE = "report.md"
 PER_STEP_NOTE = ("Average budget: an episode's cost is its own mean per env step, and the training "
-                 "cost columns average episodes alike, so an ant that falls after 20 steps weighs "
-                 "as much as a 1000-step episode. The cost per step divides the last 10% of "
+                 "cost columns average episodes alike, so an episode that ends after 20 steps (an "
+                 "ant that falls) weighs as much as a 1000-step one. The cost per step divides the last 10% of "
                  "episodes' summed cost by their summed length: the rate the multiplier drives to "
                  "the budget (docs/multiplier.md). Both are reported; neither replaces the other.")
 METHOD_PARAGRAPHS = (
