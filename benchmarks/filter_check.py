@@ -52,8 +52,7 @@ def inspect(run: Path, checkpoint: Path | None = None, episodes: int = 3, seed: 
     values (step, lambda, k_max, budget, d0', the per-step conversion), per episode its length and
     cost per step with the recorded filter steps (eps_L, the reference Q_C, the candidates' Q_C),
     and the filter's own audit summed over the episodes."""
-    torch.set_num_threads(1)
-    torch.manual_seed(seed)
+    torch.set_num_threads(1)  # the agent draws from its own stream, seeded by the run: `seed` sets the env resets
     from safehpo.actions import load_run
     from safehpo.cmdp import make_env
 
@@ -101,6 +100,9 @@ def main() -> int:
           f"({per_step(r['d0']):.2f} per step)")
     for i, e in enumerate(r["episodes"]):
         steps = e["steps"]
+        if not steps:
+            print(f"episode {i}: {e['length']} steps, none through the filter")
+            continue
         eps = steps[0][0]
         diffs = np.concatenate([c - ref for _, ref, c in steps])
         print(f"episode {i}: {e['length']} steps, cost per step {e['cost']:.2f}; eps_L {eps:+.3f} "
@@ -108,6 +110,8 @@ def main() -> int:
               f"candidates cheaper than the reference {np.mean(diffs < 0):.0%}, passing {np.mean(diffs <= eps):.0%}; "
               f"unsafe fallbacks on {np.mean([np.all(c - ref > e_) for e_, ref, c in steps]):.0%} of steps")
     steps = [s for e in r["episodes"] for s in e["steps"]]
+    if not steps:
+        return 1
     eps = np.asarray([e for e, _, _ in steps])
     diffs = np.concatenate([c - ref for _, ref, c in steps])
     eps_each = np.concatenate([np.full(len(c), e) for e, _, c in steps])
@@ -117,7 +121,11 @@ def main() -> int:
           f"cheaper than the reference {np.mean(diffs < 0):.0%}, passing {np.mean(diffs <= eps_each):.0%}; "
           f"the cheapest candidate of a step: median {np.median(best):+.3f}; "
           f"unsafe fallbacks on {np.mean(best > eps):.0%} of steps; "
-          f"with eps_L = 0 they would be {np.mean(best > 0):.0%}")
+          f"with eps_L = 0 they would be {np.mean(best > 0):.0%}"
+          + (" at most (a step that passed a candidate with eps_L > 0 tested no later one)" if (eps > 0).any() else ""))
+    a = r["audit"]
+    print(f"the filter's own audit: {a['rejected']} rejected, {a['leapfrog_steps']} leapfrog steps, "
+          f"{a['unsafe_fallbacks']} unsafe fallbacks")
     return 0
 
 
