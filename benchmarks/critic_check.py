@@ -43,25 +43,22 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=100, help="first episode's env seed")
     args = p.parse_args()
     torch.set_num_threads(1)
-    import yaml
+    from safehpo.actions import load_run
+    from safehpo.cmdp import make_env
+    from safehpo.config import ConfigError
 
-    from safehpo.algorithm import make_agent
-    from safehpo.cmdp import load_spec, make_env
-    from safehpo.config import Config
-    from safehpo.runfolder import with_legacy_defaults
-
-    state = torch.load(args.checkpoint or args.run / "checkpoint.pt", map_location="cpu", weights_only=False)
-    cfg = Config(**with_legacy_defaults(state["config"])).replace(device="cpu", compile="never")
-    saved = yaml.safe_load((args.run / "config.yaml").read_text())
-    spec = load_spec(saved["spec"]["path"] or cfg.env)
+    try:
+        cfg, spec, agent = load_run(args.run, "critic_check", args.checkpoint)
+    except ConfigError as e:  # no such run, no checkpoint: one line
+        print(e, file=sys.stderr)
+        return 2
+    step = torch.load(args.checkpoint or args.run / "checkpoint.pt", map_location="cpu", weights_only=False)["step"]
     env = make_env(spec)
-    agent = make_agent(cfg, spec, env, "cpu")
-    agent.load_state_dict(state["agent"], optimisers=False)
     if not agent.uses_cost:
         print("this run has no cost critic")
         return 1
     g, units, T = cfg.gamma, agent.units, spec.max_episode_steps
-    print(f"{args.run} at step {state['step']}: lambda {agent.multiplier.value:.3g}, alpha {agent.alpha:.3g}, "
+    print(f"{args.run} at step {step}: lambda {agent.multiplier.value:.3g}, alpha {agent.alpha:.3g}, "
           f"{agent.cost_members} cost critic(s); budget {spec.budget.threshold:g} ({spec.budget.kind})")
     compared = {"qc": [], "mc_c": [], "q": [], "mc_r": []}
     for i in range(args.episodes):
