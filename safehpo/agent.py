@@ -12,6 +12,7 @@ shortcuts and torch.compile, tested equal to this code.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import copy
 import math
 
@@ -115,6 +116,9 @@ class Agent:
         if not constrained:
             return cls(cfg, int(np.prod(env.observation_space.shape)), low, high, False, device=device)
         relative = cfg.lambda_units == "relative"
+        if cfg.budget_margin > 0:  # the agent aims below the budget; the run is still judged by the budget
+            spec = dataclasses.replace(spec, budget=dataclasses.replace(
+                spec.budget, threshold=spec.budget.threshold * (1.0 - cfg.budget_margin)))
         unit, offset = lagrangian_cost_units(spec, cfg.gamma, relative)
         d0 = discounted_budget(spec, cfg.gamma)
         return cls(cfg, int(np.prod(env.observation_space.shape)), low, high, True, spec.budget.threshold, d0,

@@ -113,6 +113,7 @@ class Config:
     cost_scale: float = 1.0       # the cost critic learns c * cost_scale; reports stay in spec units
     cost_critics: int = 2         # 2: twins, Q_C their larger value (docs/multiplier.md); 1: one cost critic (the papers')
     cost_floor: bool = True       # clamp the cost critic's target at a zero cost's value (every cost is >= 0)
+    budget_margin: float = 0.0    # multiplier, cost critic and filter aim at (1 - this) * the budget; reports judge by the budget
 
     # Lagrange multiplier (lagrange.py)
     lagrange: str = "paper"       # paper: per-episode ascent | pid | adam: per-gradient-step Adam
@@ -217,6 +218,8 @@ def validate(cfg: Config, where: str = "config") -> Config:
     for name in _UNIT_INTERVAL:
         if not 0.0 < getattr(cfg, name) <= 1.0:
             raise ConfigError(f"{where}: '{name}' must be in (0, 1], got {getattr(cfg, name)}")
+    if not 0.0 <= cfg.budget_margin < 1.0:
+        raise ConfigError(f"{where}: 'budget_margin' must be in [0, 1), got {cfg.budget_margin}")
     if not 0.0 <= cfg.pid_ema < 1.0:
         raise ConfigError(f"{where}: 'pid_ema' must be in [0, 1), got {cfg.pid_ema}")
     if cfg.steps <= cfg.learning_starts:

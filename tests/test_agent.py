@@ -249,3 +249,31 @@ def test_a_random_stream_cannot_be_entered_inside_another():
     g = torch.Generator().manual_seed(0)
     torch.rand(1, generator=g)
     assert torch.equal(x, torch.rand(3, generator=g))
+
+
+@pytest.mark.parametrize("kind,threshold", [("average", 20.0), ("sum", 4.0), ("discounted", 3.0)])
+def test_budget_margin_gives_the_agent_the_lower_budget_and_nothing_else(tmp_path, kind, threshold):
+    """budget_margin m: the multiplier, the cost critic's units and the filter see (1 - m) * d0,
+    exactly as an agent built for a spec whose budget is (1 - m) * d0; the spec itself is unchanged."""
+    from conftest import write_spec
+    from safehpo.cmdp import load_spec, make_env
+
+    def spec_with(name, d0):
+        return load_spec(write_spec(tmp_path / f"{name}.yaml", name, "{kind: torque, params: {}}",
+                                    f"{{threshold: {d0}, kind: {kind}}}"))
+
+    def budgets(agent):
+        return [agent.multiplier.budget, agent.filter.budget, agent.budget_discounted,
+                agent.units.unit, agent.units.offset]
+
+    spec = spec_with("full", threshold)
+    env = make_env(spec)
+    cfg = Config(algo="sac-hpo", hidden=16, base_hidden=16, gate_hidden=8)
+    with_margin = Agent.for_env(cfg.replace(budget_margin=0.25), spec, env)
+    aimed_lower = Agent.for_env(cfg, spec_with("lower", 0.75 * threshold), env)
+    plain = Agent.for_env(cfg, spec, env)
+    env.close()
+    assert budgets(with_margin) == pytest.approx(budgets(aimed_lower))
+    assert with_margin.multiplier.budget == pytest.approx(0.75 * plain.multiplier.budget)
+    assert with_margin.budget_discounted == pytest.approx(0.75 * plain.budget_discounted)
+    assert spec.budget.threshold == threshold
