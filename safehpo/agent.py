@@ -12,8 +12,8 @@ shortcuts and torch.compile, tested equal to this code.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import copy
+import dataclasses
 import math
 
 import numpy as np
