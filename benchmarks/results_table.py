@@ -15,9 +15,11 @@ import csv
 import sys
 from pathlib import Path
 
+from safehpo.algos import ALGOS
+
 HEADER = ("| env (budget) | algo | seed | training cost | episodes over budget | evaluation: return / cost |\n"
           "|---|---|---:|---:|---:|---:|")
-ALGO_ORDER = ("sac", "sac-lag", "sac-pid", "sac-hpo")
+ALGO_ORDER = list(ALGOS)  # rows in safehpo's algorithm order, unknown names last
 
 
 def rows(folders: list[tuple[Path, str]]) -> list[str]:

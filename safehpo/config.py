@@ -167,6 +167,7 @@ _POSITIVE = {"steps", "batch_size", "buffer_size", "hidden", "actor_hidden", "ba
 _NON_NEGATIVE = {"seed", "learning_starts", "leapfrog_steps", "lambda_init", "lambda_lr", "lambda_adam_lr",
                  "momentum_std_train", "momentum_std_explore", "pid_kp", "pid_ki", "pid_kd"}
 _UNIT_INTERVAL = {"gamma", "tau"}
+_FRACTIONS = {"pid_ema", "budget_margin"}
 
 
 def _coerce(name: str, typ: type, value: Any, where: str) -> Any:
@@ -218,10 +219,9 @@ def validate(cfg: Config, where: str = "config") -> Config:
     for name in _UNIT_INTERVAL:
         if not 0.0 < getattr(cfg, name) <= 1.0:
             raise ConfigError(f"{where}: '{name}' must be in (0, 1], got {getattr(cfg, name)}")
-    if not 0.0 <= cfg.budget_margin < 1.0:
-        raise ConfigError(f"{where}: 'budget_margin' must be in [0, 1), got {cfg.budget_margin}")
-    if not 0.0 <= cfg.pid_ema < 1.0:
-        raise ConfigError(f"{where}: 'pid_ema' must be in [0, 1), got {cfg.pid_ema}")
+    for name in _FRACTIONS:
+        if not 0.0 <= getattr(cfg, name) < 1.0:
+            raise ConfigError(f"{where}: '{name}' must be in [0, 1), got {getattr(cfg, name)}")
     if cfg.steps <= cfg.learning_starts:
         raise ConfigError(f"{where}: 'steps' ({cfg.steps}) <= 'learning_starts' ({cfg.learning_starts}): the run "
                           f"would only take uniform random actions and never update (lower learning_starts)")
