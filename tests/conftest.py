@@ -1,12 +1,23 @@
 """Shared fixtures: tiny CMDP specs (short episodes) and tiny networks keep training tests fast."""
 
+import importlib.util
 import textwrap
+from pathlib import Path
 
 import pytest
 
 # networks small enough that a few hundred updates take a second or two on one core
 TINY = ["hidden=32", "actor_hidden=32", "base_hidden=32", "gate_hidden=8", "batch_size=32",
         "learning_starts=100", "eval_interval=200", "eval_episodes=1", "checkpoint_interval=150"]
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module (benchmarks/ is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def random_batch(n, obs_dim, act_dim):

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-from conftest import TINY
+from conftest import TINY, load_benchmark
 from safehpo.config import Config, apply_overrides
 from safehpo.train import train
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "filter_check.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("filter_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_recorded_tests_reproduce_the_filters_audit(speed_spec, tmp_path):
     cfg = apply_overrides(Config(env=speed_spec, algo="sac-hpo", seed=0, steps=250), TINY)
     run = train(cfg, tmp_path / "run", progress=False).out
-    r = load_script().inspect(run, episodes=2, seed=3)
+    r = load_benchmark("filter_check").inspect(run, episodes=2, seed=3)
     steps = [s for e in r["episodes"] for s in e["steps"]]
     assert len(steps) == sum(e["length"] for e in r["episodes"]) == 100   # two 50-step episodes
     # eq. 14 recomputed from the recorded values: every candidate before the chosen one failed,

@@ -3,26 +3,15 @@ stretch's mean cost is its target moved by lambda's rise less the floor's lift."
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import TINY
+from conftest import TINY, load_benchmark
 from safehpo.config import Config, apply_overrides
 from safehpo.lagrange import GradientAscent
 from safehpo.train import train
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "lambda_balance.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("lambda_balance", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def measured_mean(rows, start, learning_starts):
@@ -51,7 +40,7 @@ def test_identity_with_the_floor_binding():
         step += length
         rows.append({"step": step, "cost": cost, "length": length,
                      "lambda": rule.episode_end(cost, length / 100)})
-    script = load_script()
+    script = load_benchmark("lambda_balance")
     for start in (0, rows[29]["step"]):          # the whole run, and a stretch entered with lambda > 0
         b = script.balance(cfg, rows, start, math.inf)
         assert b["worst_replay_error"] < 1e-12
@@ -71,7 +60,7 @@ def test_replays_what_training_logged(speed_spec, tmp_path):
     cfg = apply_overrides(Config(env=speed_spec, algo="sac-lag", seed=0, steps=400),
                           TINY + ["budget_margin=0.25"])
     run = train(cfg, tmp_path / "run", progress=False).out
-    script = load_script()
+    script = load_benchmark("lambda_balance")
     run_cfg, rows = script.load(run)
     assert script.unsupported(run_cfg) is None
     b = script.balance(run_cfg, rows, 0, math.inf)
@@ -85,7 +74,7 @@ def test_replays_what_training_logged(speed_spec, tmp_path):
 def test_exits_2_when_the_log_is_not_the_rule(speed_spec, tmp_path, capsys, monkeypatch):
     cfg = apply_overrides(Config(env=speed_spec, algo="sac-lag", seed=0, steps=300), TINY)
     run = train(cfg, tmp_path / "run", progress=False).out
-    script = load_script()
+    script = load_benchmark("lambda_balance")
 
     def run_main(path):
         monkeypatch.setattr("sys.argv", ["lambda_balance.py", str(path), "--from", "0"])
@@ -109,7 +98,7 @@ def test_exits_2_when_the_log_is_not_the_rule(speed_spec, tmp_path, capsys, monk
 
 
 def test_refuses_rules_without_the_identity():
-    script = load_script()
+    script = load_benchmark("lambda_balance")
     base = {"algo": "sac-lag", "lagrange": "paper", "lambda_units": "relative", "lambda_window": 1,
             "lambda_clip": math.inf, "lambda_lr": 0.1, "learning_starts": 0,
             "spec": {"budget": {"threshold": 1.0, "kind": "sum"}, "max_episode_steps": 10}}
