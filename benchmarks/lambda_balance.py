@@ -81,34 +81,35 @@ def unsupported(cfg: dict) -> str | None:
 
 
 def balance(cfg: dict, rows: list[dict], start: float, end: float) -> dict:
-    """Replay the rule over every counted episode; sum its terms over those ending in (start, end].
-    lambda_start/lambda_end: the replay's lambda entering and leaving the stretch; logged_start /
-    logged_end: the same read off progress.csv (what the run actually had)."""
+    """Replay the rule (safehpo.lagrange.GradientAscent, as training built it) over every counted
+    episode; sum its terms over those ending in (start, end]. lambda_end: the replay's lambda
+    leaving the stretch; logged_start / logged_end: lambda entering and leaving it as progress.csv
+    has it (what the run actually had)."""
+    from safehpo.lagrange import GradientAscent
     spec = cfg["spec"]
     d0 = float(spec["budget"]["threshold"])
     target = (1.0 - float(cfg.get("budget_margin", 0.0))) * d0
     eta, horizon = float(cfg["lambda_lr"]), float(spec["max_episode_steps"])
-    lam = logged = float(cfg.get("lambda_init", 0.0))
+    rule = GradientAscent(target, lr=eta, init=float(cfg.get("lambda_init", 0.0)), relative=True)
+    logged = rule.value
     out = dict(d0=d0, target=target, eta=eta, n=0, sum_w=0.0, sum_wc=0.0, lift=0.0,
-               lambda_start=None, lambda_end=None, logged_start=None, logged_end=None,
-               worst_replay_error=0.0)
+               lambda_end=None, logged_start=None, logged_end=None, worst_replay_error=0.0)
     for r in rows:
         if r["step"] - r["length"] < cfg["learning_starts"]:
             continue                                 # an episode with a warm-up step does not count
         w = r["length"] / horizon
-        v = max(-1.0, (r["cost"] - target) / target)
-        moved = lam + eta * w * v
-        lifted = max(0.0, moved)
+        before = rule.value
+        rule.episode_end(r["cost"], w)
         if start < r["step"] <= end:
             if out["n"] == 0:
-                out["lambda_start"], out["logged_start"] = lam, logged
+                out["logged_start"] = logged
             out["n"] += 1
             out["sum_w"] += w
             out["sum_wc"] += w * r["cost"]
-            out["lift"] += lifted - moved
-            out["lambda_end"], out["logged_end"] = lifted, r["lambda"]
-        lam, logged = lifted, r["lambda"]
-        out["worst_replay_error"] = max(out["worst_replay_error"], abs(lam - logged))
+            out["lift"] += rule.value - (before + eta * w * rule.violation())   # the floor's share
+            out["lambda_end"], out["logged_end"] = rule.value, r["lambda"]
+        logged = r["lambda"]
+        out["worst_replay_error"] = max(out["worst_replay_error"], abs(rule.value - logged))
     return out
 
 
