@@ -37,7 +37,7 @@ SUMMARY_COLUMNS = ("algo", "seed", "status", "reason", "final_return", "final_co
 FINAL_FRACTION = 0.1   # final return/cost: mean over the last 10% of training episodes
 
 
-def _final_count(n: int, fraction: float) -> int:
+def final_count(n: int, fraction: float) -> int:
     """How many of n episodes the last `fraction` holds (at least one)."""
     return max(1, int(math.ceil(fraction * n - 1e-9)))
 
@@ -47,7 +47,7 @@ def final_mean(values: np.ndarray, fraction: float = FINAL_FRACTION) -> float | 
     v = np.asarray(values, dtype=float)
     if v.size == 0:
         return None
-    tail = v[-_final_count(v.size, fraction):]
+    tail = v[-final_count(v.size, fraction):]
     tail = tail[~np.isnan(tail)]
     return float(tail.mean()) if tail.size else None
 
@@ -62,7 +62,7 @@ def final_step_mean(costs: np.ndarray, lengths: np.ndarray,
     c, n = np.asarray(costs, dtype=float), np.asarray(lengths, dtype=float)
     if c.size == 0 or c.size != n.size:
         return None
-    k = _final_count(c.size, fraction)
+    k = final_count(c.size, fraction)
     c, n = c[-k:], n[-k:]
     keep = ~(np.isnan(c) | np.isnan(n))
     if not keep.any() or n[keep].sum() <= 0:
