@@ -4,12 +4,15 @@
     python benchmarks/window_spread.py FOLDER... [--from 50000] [--margins 0,0.1,0.2,0.3]
 
 A run is judged at its end by its last 10% of training episodes (summary.csv's final_cost; per
-env step on an average budget). Once the multiplier has settled (by default: every episode of
-the window ends after step 50k), that window is one draw from all windows of as many
-consecutive episodes. For every finished run under the folders given (run folders, environment
-folders or a results folder), the script takes each such window's cost, measured as the final
-cost is, over the run's own target `(1 - budget_margin) * d0`, pools these ratios per
-environment, algorithm and margin, and prints
+env step on an average budget). Once the multiplier has settled, that window is one draw from
+all windows of as many consecutive episodes; `--from` says where the settled stretch begins
+(every episode of a window ends after it; 50k by default, an assumption the script does not
+check: a run still drifting there gives a trend, not a frequency). For every finished run under
+the folders given (run, algorithm, environment or results folders of a bench), the script takes
+each such window's cost, measured as the final cost is, over the run's own target
+`(1 - budget_margin) * d0`, pools these ratios per results folder, environment, algorithm and
+margin (runs of two folders, which may differ in other settings, are never pooled; a run named
+twice counts once), and prints
 
 - how the ratios spread (mean, standard deviation, 90% and 95% quantiles);
 - the share of the windows that were over the budget `d0` itself;
@@ -25,23 +28,27 @@ a run would land over the budget, not as a confidence. Instant.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from safehpo.runfolder import PROGRESS_FILE, with_legacy_defaults
+from safehpo.runfolder import PROGRESS_FILE, parse_seed_folder, with_legacy_defaults
 from safehpo.runrecord import collect_runs, find_env_dirs, RunRecord, env_name
-from safehpo.summary import FINAL_FRACTION, final_count
+from safehpo.summary import FINAL_FRACTION, final_count, final_mean, final_step_mean
 
 DEFAULT_MARGINS = (0.0, 0.1, 0.2, 0.3)
 
 
 def runs_under(folder: Path) -> list[RunRecord]:
-    """The runs of a run folder (`<algo>/seed-<n>/`), an environment folder or a folder of them."""
+    """The runs of a run folder (`<algo>/seed-<n>/`), an algorithm folder, an environment folder
+    or a folder of environment folders."""
+    folder = folder.resolve()
     if (folder / PROGRESS_FILE).is_file():
-        return [run for run in collect_runs(folder.parent.parent)
-                if run.path.resolve() == folder.resolve()]
+        return [run for run in collect_runs(folder.parent.parent) if run.path.resolve() == folder]
+    if any(parse_seed_folder(child.name) is not None for child in folder.iterdir()):
+        return [run for run in collect_runs(folder.parent) if run.path.parent.resolve() == folder]
     return [run for env_dir in find_env_dirs(folder) for run in collect_runs(env_dir)]
 
 
@@ -49,17 +56,26 @@ def window_ratios(run: RunRecord, start: int) -> tuple[float, np.ndarray]:
     """The run's target and, for every window of its final-window size whose episodes all end
     after `start`, the window's cost over that target."""
     threshold, kind = run.budget
-    margin = float(with_legacy_defaults(run.config).get("budget_margin", 0.0))
-    target = threshold * (1.0 - margin)
+    target = threshold * (1.0 - margin_of(run))
     cost, length, step = run.column("cost"), run.column("length"), run.column("step")
     k = final_count(run.episodes, FINAL_FRACTION)
     first = int(np.searchsorted(step, start, side="right"))   # the first episode ending after start
     ratios = []
     for end in range(first + k, run.episodes + 1):
-        c, n = cost[end - k:end], length[end - k:end]
-        value = (c * n).sum() / n.sum() if kind == "average" else c.mean()
-        ratios.append(value / target)
+        value = (final_step_mean(cost[end - k:end], length[end - k:end], fraction=1.0) if kind == "average"
+                 else final_mean(cost[end - k:end], fraction=1.0))
+        if value is not None:   # a window of unreadable rows only is skipped
+            ratios.append(value / target)
     return target, np.asarray(ratios)
+
+
+def margin_of(run: RunRecord) -> float:
+    """The run's budget_margin (0 for a run saved before it existed). ValueError if it is not a
+    number in [0, 1)."""
+    value = with_legacy_defaults(run.config).get("budget_margin")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{run.path / 'config.yaml'}: budget_margin is {value!r}, not a number in [0, 1)")
+    return float(value)
 
 
 def parse_margins(text: str) -> tuple[float, ...]:
@@ -81,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="candidate budget margins, comma-separated (default 0,0.1,0.2,0.3)")
     args = parser.parse_args(argv)
 
-    groups: dict[tuple[str, str, float], list[tuple[RunRecord, np.ndarray]]] = {}
-    budgets: dict[str, tuple[float, str]] = {}
+    # one row per results folder, environment, algorithm and margin: runs of different folders
+    # (different settings) are never pooled, and a run named twice counts once
+    groups: dict[tuple[str, str, str, float], dict[Path, tuple[RunRecord, np.ndarray]]] = {}
+    budgets: dict[tuple[str, str], tuple[float, str]] = {}
     for folder in args.folders:
         if not folder.is_dir():
             print(f"window_spread: {folder}: no such folder", file=sys.stderr)
@@ -94,32 +112,43 @@ def main(argv: list[str] | None = None) -> int:
             if threshold is None or not threshold > 0:
                 print(f"window_spread: {run.path}: the run has no positive budget", file=sys.stderr)
                 return 2
-            target, ratios = window_ratios(run, args.start)
-            env = env_name(run.path.parent.parent, [run])
-            budgets[env] = (threshold, kind)
-            groups.setdefault((env, run.algo, round(1 - target / threshold, 6)), []).append((run, ratios))
+            try:
+                target, ratios = window_ratios(run, args.start)
+            except ValueError as e:
+                print(f"window_spread: {e}", file=sys.stderr)
+                return 2
+            env_dir = run.path.parent.parent
+            source, env = os.path.relpath(env_dir.parent), env_name(env_dir, [run])
+            budgets[(source, env)] = (threshold, kind)
+            key = (source, env, run.algo, round(1 - target / threshold, 6))
+            groups.setdefault(key, {})[run.path.resolve()] = (run, ratios)
     if not groups:
-        print("window_spread: no finished run under " + ", ".join(map(str, args.folders)), file=sys.stderr)
+        print("window_spread: no finished run under " + ", ".join(map(str, args.folders))
+              + " (expected run, algorithm, environment or results folders of a bench)", file=sys.stderr)
+        return 2
+    if not any(ratios.size for members in groups.values() for _, ratios in members.values()):
+        print(f"window_spread: no run has a final-sized window of episodes all ending after step {args.start}",
+              file=sys.stderr)
         return 2
 
     print(f"windows of the final 10% of episodes, every episode ending after step {args.start}; "
           "ratio = window cost / the run's target (per env step on an average budget)")
-    head = ("| env (budget) | algo | margin | seeds | windows | ratio mean / std | q90 / q95 | over d0 | "
+    head = ("| folder | env (budget) | algo | margin | seeds | windows | ratio mean / std | q90 / q95 | over d0 | "
             + " | ".join(f"over d0 at m={m:g}" for m in args.margins) + " |")
     print(head)
-    print("|" + "---|" * 3 + "---:|" * (head.count("|") - 4))
-    for (env, algo, margin), members in sorted(groups.items()):
-        r = np.concatenate([ratios for _, ratios in members])
-        seeds = ",".join(str(run.seed) for run, _ in members)
-        threshold, kind = budgets[env]
+    print("|" + "---|" * 4 + "---:|" * (head.count("|") - 5))
+    for (source, env, algo, margin), members in sorted(groups.items()):
+        runs = sorted(members.values(), key=lambda member: member[0].seed)
+        r = np.concatenate([ratios for _, ratios in runs])
+        seeds = ",".join(str(run.seed) for run, _ in runs)
+        threshold, kind = budgets[(source, env)]
+        label = f"| {source} | {env} ({threshold:g} {kind}) | {algo} | {margin:g} | {seeds} | {r.size} |"
         if r.size == 0:
-            print(f"| {env} ({threshold:g} {kind}) | {algo} | {margin:g} | {seeds} | 0 | no window ends after "
-                  f"step {args.start} |")
+            print(f"{label} no window of its final size lies wholly after step {args.start} |")
             continue
         over = (r > 1 / (1 - margin)).mean()
         predicted = " | ".join(f"{(r > 1 / (1 - m)).mean():.2f}" for m in args.margins)
-        print(f"| {env} ({threshold:g} {kind}) | {algo} | {margin:g} | {seeds} | {r.size} | "
-              f"{r.mean():.2f} / {r.std():.2f} | {np.quantile(r, 0.9):.2f} / {np.quantile(r, 0.95):.2f} | "
+        print(f"{label} {r.mean():.2f} / {r.std():.2f} | {np.quantile(r, 0.9):.2f} / {np.quantile(r, 0.95):.2f} | "
               f"{over:.2f} | {predicted} |")
     return 0
 

@@ -70,11 +70,43 @@ def test_table_counts_over_budget_per_margin(tmp_path, capsys):
     assert script.main([str(tmp_path), "--from", "0", "--margins", "0,0.5"]) == 0
     row = [line for line in capsys.readouterr().out.splitlines() if "| sac-lag |" in line]
     cells = [c.strip() for c in row[0].strip("|").split("|")]
-    assert cells[1:5] == ["sac-lag", "0.5", "0", "28"]       # the unfinished seed 1 is left out
+    assert cells[2:6] == ["sac-lag", "0.5", "0", "28"]       # the unfinished seed 1 is left out
     ratios = np.array([np.mean(costs[i:i + 3]) / 5 for i in range(28)])
-    assert cells[7] == f"{(ratios > 2).mean():.2f}"           # over d0 as run
-    assert cells[8] == f"{(ratios > 1).mean():.2f}"           # had it aimed at d0 itself
-    assert cells[9] == cells[7]
+    assert cells[8] == f"{(ratios > 2).mean():.2f}"           # over d0 as run
+    assert cells[9] == f"{(ratios > 1).mean():.2f}"           # had it aimed at d0 itself
+    assert cells[10] == cells[8]
+
+
+def test_a_window_at_the_budget_is_not_over_it(tmp_path, capsys):
+    """As an episode at its budget is not violated (train.py: cost > budget)."""
+    make_run(tmp_path / "env", "sac-lag", 0, "sum", 0.0, [10.0] * 20, [100] * 20)
+    script = load_benchmark("window_spread")
+    (row,) = table_rows(script, capsys, tmp_path, "--from", "0", "--margins", "0,0.1")
+    assert row[8:11] == ["0.00", "0.00", "0.00"]   # at d0 as run and had it aimed at it; under at m = 0.1
+
+
+def table_rows(script, capsys, *argv):
+    assert script.main([str(a) for a in argv]) == 0
+    return [[c.strip() for c in line.strip("|").split("|")]
+            for line in capsys.readouterr().out.splitlines() if "| sac-" in line]
+
+
+def test_folders_are_never_pooled_and_a_run_counts_once(tmp_path, capsys):
+    for folder, cost in (("a", 5.0), ("b", 20.0)):
+        make_run(tmp_path / folder / "env", "sac-lag", 0, "sum", 0.0, [cost] * 20, [100] * 20)
+    script = load_benchmark("window_spread")
+    run_a = tmp_path / "a" / "env" / "sac-lag" / "seed-0"
+    rows = table_rows(script, capsys, tmp_path / "a", tmp_path / "b", run_a, run_a.parent, "--from", "0")
+    assert len(rows) == 2 and [r[5] for r in rows] == ["19", "19"]      # a's run once, not three times
+    assert {r[0].split("/")[-1]: r[6] for r in rows} == {"a": "0.50 / 0.00", "b": "2.00 / 0.00"}
+
+
+def test_a_run_folder_given_alone(tmp_path, capsys):
+    make_run(tmp_path / "env", "sac-lag", 0, "sum", 0.0, [5.0] * 20, [100] * 20)
+    make_run(tmp_path / "env", "sac-lag", 1, "sum", 0.0, [50.0] * 20, [100] * 20)
+    script = load_benchmark("window_spread")
+    (row,) = table_rows(script, capsys, tmp_path / "env" / "sac-lag" / "seed-1", "--from", "0")
+    assert row[4:9] == ["1", "19", "5.00 / 0.00", "5.00 / 5.00", "1.00"]
 
 
 def test_bad_input_exits_2(tmp_path, capsys):
@@ -85,3 +117,15 @@ def test_bad_input_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         script.main([str(tmp_path), "--margins", "0,1.2"])
     assert e.value.code == 2
+    capsys.readouterr()
+    run = make_run(tmp_path / "env", "sac-lag", 0, "sum", 0.0, [5.0] * 20, [100] * 20)
+    assert script.main([str(tmp_path), "--from", "10000"]) == 2            # no window lies after it
+    assert "no run has a final-sized window" in capsys.readouterr().err
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump({**config, "budget_margin": "lots"}))
+    assert script.main([str(tmp_path)]) == 2
+    assert "budget_margin is 'lots'" in capsys.readouterr().err
+    del config["spec"]["budget"]
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    assert script.main([str(tmp_path)]) == 2
+    assert "no positive budget" in capsys.readouterr().err
