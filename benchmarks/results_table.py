@@ -3,9 +3,11 @@
     python benchmarks/results_table.py results/evidence ["results/evidence-one-cost-critic=, one cost critic"]
 
 Each argument is a folder of environment folders (each with the summary.csv that `safehpo plot`
-writes), optionally `=SUFFIX`, appended to the algorithm's name. Columns: the training cost over
-the last 10% of training episodes (for an average budget also per env step), the episodes over
-budget, the final deterministic evaluation's return / cost. Rows by environment, then folder,
+writes), optionally `=SUFFIX`, appended to the algorithm's name. Columns: the training cost of
+the second half of the run (the episodes ending after half its planned steps; per env step for an
+average budget, the level the multiplier holds), over the last 10% of training episodes (for an
+average budget also per env step), the episodes over budget, the final deterministic
+evaluation's return / cost. Rows by environment, then folder,
 algorithm and seed.
 """
 
@@ -17,8 +19,9 @@ from pathlib import Path
 
 from safehpo.algos import ALGOS
 
-HEADER = ("| env (budget) | algo | seed | training cost | episodes over budget | evaluation: return / cost |\n"
-          "|---|---|---:|---:|---:|---:|")
+HEADER = ("| env (budget) | algo | seed | training cost, second half | training cost, last 10% | "
+          "episodes over budget | evaluation: return / cost |\n"
+          "|---|---|---:|---:|---:|---:|---:|")
 ALGO_ORDER = list(ALGOS)  # rows in safehpo's algorithm order, unknown names last
 
 
@@ -38,10 +41,13 @@ def rows(folders: list[tuple[Path, str]]) -> list[str]:
                 cost = f"{float(r['final_cost']):.1f}"
                 if r.get("final_cost_per_step"):
                     cost += f" ({float(r['final_cost_per_step']):.1f} per step)"
+                half = f"{float(r['second_half_cost']):.1f}" if r.get("second_half_cost") else "-"
+                if r.get("second_half_cost") and r["budget_kind"] == "average":
+                    half += " per step"
                 budget = f"{float(r['budget']):g} {r['budget_kind']}" if r["budget"] else "none"
                 evaluation = (f"{float(r['eval_return']):.0f} / {float(r['eval_cost']):.1f}"
                               if r.get("eval_return") and r.get("eval_cost") else "-")
-                out.append(f"| {env} ({budget}) | {r['algo']}{suffix} | {r['seed']} | {cost} | "
+                out.append(f"| {env} ({budget}) | {r['algo']}{suffix} | {r['seed']} | {half} | {cost} | "
                            f"{r['cumulative_violations']} of {r['episodes']} | {evaluation} |")
     return out
 

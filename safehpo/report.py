@@ -33,7 +33,10 @@ METHOD_PARAGRAPHS = (
     "episodes, and over the last 10% of training episodes (at least the last one); the training "
     "return over the last 10% describes those same episodes; for an average budget the cost per "
     "step of those episodes is their summed cost (each episode's per-step cost times its length) "
-    "over their summed length. Rejected actions are the failed tests "
+    "over their summed length. The training cost of the second half is over the episodes that end "
+    "after half the run's planned steps, per env step for an average budget (summed cost over "
+    "summed length) and per episode otherwise: the level the multiplier holds once it has settled, "
+    "around which the last 10% scatter. Rejected actions are the failed tests "
     "of the Lyapunov filter summed over all training episodes; per 1k steps divides by the env "
     "steps of those episodes. Final lambda and alpha are the values after the last training "
     "episode. Speed (sps) is the median of the per-episode env steps per second.",
@@ -243,12 +246,14 @@ def write_report(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -
     per_step = kind == "average"  # episodes of unequal length: also their cost per env step
     rows = [[a["algo"], _seeds_cell(a), _stat_text(a["cumulative_violations"], 1, 0),
              _stat_text(a["violation_rate"], 3), _stat_text(a["train_cost_mean"], 3),
-             _stat_text(a["final_cost"], 3)]
+             _stat_text(a["second_half_cost"], 3), _stat_text(a["final_cost"], 3)]
             + ([_stat_text(a["final_cost_per_step"], 3)] if per_step else [])
             + [_stat_text(a["final_return"], 1), _stat_text(a["rejected_per_1k_steps"], 2)]
             for a in table]
     parts += [md_table(["algo", "seeds", "cumulative violations", "violation rate",
-                         "training cost, all episodes", "training cost, last 10%"]
+                         "training cost, all episodes",
+                         "training cost per step, second half" if per_step else "training cost, second half",
+                         "training cost, last 10%"]
                         + (["training cost per step, last 10%"] if per_step else [])
                         + ["training return, last 10%", "rejected / 1k steps"], rows), ""]
     if per_step:
@@ -297,14 +302,15 @@ def write_report(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -
     seed_rows = [[r["algo"], str(r["seed"]), _status_cell(r), _steps_cell(r),
                   field_text(r["episodes"]) or "-", field_text(r["cumulative_violations"]) or "-",
                   fixed_text(r["violation_rate"], 3), fixed_text(r["train_cost_mean"], 3),
-                  fixed_text(r["final_cost"], 3)]
+                  fixed_text(r["second_half_cost"], 3), fixed_text(r["final_cost"], 3)]
                  + ([fixed_text(r["final_cost_per_step"], 3)] if per_step else [])
                  + [fixed_text(r["final_return"], 1), field_text(r["rejected"]) or "-",
                   fixed_text(r["rejected_per_1k_steps"], 2), significant_text(r["final_lambda"]),
                   significant_text(r["final_alpha"]), fixed_text(r["wall_seconds"], 0), fixed_text(r["sps"], 1)]
                  for r in summary]
     parts += [md_table(["algo", "seed", "status", "steps", "episodes", "violations",
-                         "violation rate", "cost, all", "cost, last 10%"]
+                         "violation rate", "cost, all",
+                         "cost per step, second half" if per_step else "cost, second half", "cost, last 10%"]
                         + (["cost per step, last 10%"] if per_step else [])
                         + ["return, last 10%",
                          "rejected", "rejected / 1k steps", "final lambda", "final alpha",

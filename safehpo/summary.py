@@ -33,7 +33,7 @@ SUMMARY_COLUMNS = ("algo", "seed", "status", "reason", "final_return", "final_co
                    "planned_steps", "episodes", "train_cost_mean", "final_lambda", "final_alpha",
                    "eval_step", "eval_episodes", "eval_return", "eval_cost",
                    "eval_filtered_return", "eval_filtered_cost", "eval_filtered_rejected",
-                   "final_cost_per_step")
+                   "final_cost_per_step", "second_half_cost")
 FINAL_FRACTION = 0.1   # final return/cost: mean over the last 10% of training episodes
 
 
@@ -70,6 +70,24 @@ def final_step_mean(costs: np.ndarray, lengths: np.ndarray,
     return float((c[keep] * n[keep]).sum() / n[keep].sum())
 
 
+def second_half_cost(run: RunRecord) -> float | None:
+    """The training cost of the episodes that end in the second half of the run's planned steps
+    (its steps reached where config.yaml has none), in the measure the multiplier holds at the
+    budget: per env step (summed cost over summed length) for an average budget, per episode
+    otherwise. Where the multiplier has settled by mid-run, this is the level it holds; the last
+    10% of episodes scatter around it (docs/multiplier.md). None before any episode ends there."""
+    horizon = run.planned_steps or run.steps
+    if not horizon:
+        return None
+    keep = run.column("step") > horizon / 2
+    if not keep.any():
+        return None
+    costs = run.column("cost")[keep]
+    if run.budget[1] == "average":
+        return final_step_mean(costs, run.column("length")[keep], fraction=1.0)
+    return final_mean(costs, fraction=1.0)
+
+
 def _nanmean(values: np.ndarray) -> float | None:
     v = values[~np.isnan(values)]
     return float(v.mean()) if v.size else None
@@ -87,7 +105,8 @@ def run_summary(run: RunRecord) -> dict:
 
     Training (progress.csv): final_return / final_cost: mean of the last 10% of training
     episodes (at least the last one); final_cost_per_step (average budgets only): those episodes'
-    cost per env step, see `final_step_mean`; train_cost_mean: mean over all of them; violation_rate:
+    cost per env step, see `final_step_mean`; train_cost_mean: mean over all of them;
+    second_half_cost: see `second_half_cost`; violation_rate:
     violated episodes / episodes; cumulative_violations: violated episodes; rejected: rejected
     actions over all episodes; rejected_per_1k_steps: 1000 * rejected / steps, steps = env steps
     at the end of the last finished episode; final_lambda / final_alpha: after the last episode;
@@ -127,6 +146,7 @@ def run_summary(run: RunRecord) -> dict:
     if kind == "average":
         row["final_cost_per_step"] = final_step_mean(run.column("cost"), run.column("length"))
     row["train_cost_mean"] = _nanmean(run.column("cost"))
+    row["second_half_cost"] = second_half_cost(run)
     row["final_lambda"] = _last(run.column("lambda"))
     row["final_alpha"] = _last(run.column("alpha"))
     violated = run.column("violated")
@@ -157,7 +177,7 @@ def write_summary(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) 
     return write_atomic(env_dir / SUMMARY_FILE, csv_text(SUMMARY_COLUMNS, summarise(env_dir, runs)))
 
 
-TRAIN_METRICS = ("cumulative_violations", "violation_rate", "train_cost_mean", "final_cost",
+TRAIN_METRICS = ("cumulative_violations", "violation_rate", "train_cost_mean", "second_half_cost", "final_cost",
                  "final_cost_per_step", "final_return", "rejected_per_1k_steps", "final_lambda", "final_alpha")
 POLICY_METRICS = ("eval_return", "eval_cost", "eval_filtered_return", "eval_filtered_cost",
                   "eval_filtered_rejected")

@@ -203,11 +203,16 @@ def test_average_budget_reports_the_cost_per_step_of_the_last_episodes(tmp_path)
     (ant,) = summarise(tmp_path / "ant")
     assert ant["final_cost"] == pytest.approx(45.0)
     assert ant["final_cost_per_step"] == pytest.approx((10 * 1000 + 80 * 20) / 1020)
+    # the second half of the planned 10,000 steps (write_run's default): 14 episodes of 1000 steps
+    # end after step 5,000 (at 6,000 to 19,000), then the fall
+    assert ant["second_half_cost"] == pytest.approx((14 * 10 * 1000 + 80 * 20) / (14 * 1000 + 20))
     (cheetah,) = summarise(tmp_path / "cheetah")   # a sum budget: the per-step rate is not its unit
     assert cheetah["final_cost_per_step"] is None
+    assert cheetah["second_half_cost"] == pytest.approx((14 * 10 + 80) / 15)
     safety = section(write_report(tmp_path / "ant").read_text(), "Safety during training")
     assert "training cost per step, last 10%" in safety and "summed length" in safety
-    assert table_row(safety, "sac-lag")[5:7] == ["45.000 (1 seed)", "11.373 (1 seed)"]
+    assert "training cost per step, second half" in safety
+    assert table_row(safety, "sac-lag")[5:8] == ["10.100 (1 seed)", "45.000 (1 seed)", "11.373 (1 seed)"]
     assert "cost per step" not in section(write_report(tmp_path / "cheetah").read_text(),
                                           "Safety during training")
 
@@ -371,9 +376,12 @@ def by_hand(run_dir: Path) -> dict:
     progress = read_csv(run_dir / "progress.csv")
     evals = read_csv(run_dir / "eval.csv")
     costs = [float(r["cost"]) for r in progress]
+    planned = yaml.safe_load((run_dir / "config.yaml").read_text())["steps"]
+    late = [float(r["cost"]) for r in progress if int(r["step"]) > planned / 2]
     last = evals[-1]
     k = max(1, math.ceil(0.1 * len(progress)))
     out = dict(violations=sum(int(r["violated"]) for r in progress), cost_all=sum(costs) / len(costs),
+               cost_second_half=sum(late) / len(late),
                cost_final=sum(costs[-k:]) / k, lam=float(progress[-1]["lambda"]),
                alpha=float(progress[-1]["alpha"]), eval_step=int(last["step"]),
                eval_return=float(last["return_mean"]), eval_cost=float(last["cost_mean"]))
@@ -433,7 +441,8 @@ def test_report_headline_tables_are_computed_from_the_files(tmp_path):
         assert row[1] == "3/3 done"
         assert row[2] == cell([h["violations"] for h in hand], 1)
         assert row[4] == cell([h["cost_all"] for h in hand], 3)
-        assert row[5] == cell([h["cost_final"] for h in hand], 3)
+        assert row[5] == cell([h["cost_second_half"] for h in hand], 3)
+        assert row[6] == cell([h["cost_final"] for h in hand], 3)
         row = table_row(policy, algo)
         assert row[2] == cell([h["eval_return"] for h in hand], 1)
         assert row[3] == cell([h["eval_cost"] for h in hand], 3)
@@ -448,7 +457,8 @@ def test_report_headline_tables_are_computed_from_the_files(tmp_path):
         for s, h in enumerate(hand):
             cells = [c.strip() for c in [ln for ln in per_seed.splitlines()
                                          if ln.startswith(f"| {algo} | {s} |")][0].strip("|").split("|")]
-            assert cells[12] == f"{h['lam']:.4g}" and cells[13] == f"{h['alpha']:.4g}"
+            assert cells[8] == f"{h['cost_second_half']:.3f}"
+            assert cells[13] == f"{h['lam']:.4g}" and cells[14] == f"{h['alpha']:.4g}"
 
 
 def test_two_seeds_show_per_seed_values_not_a_ci(tmp_path):
