@@ -78,6 +78,12 @@ def margin_of(run: RunRecord) -> float:
     return float(value)
 
 
+def shown(folder: Path) -> str:
+    """A folder as the table names it: relative to the working directory if under it."""
+    folder = folder.resolve()
+    return os.path.relpath(folder) if folder.is_relative_to(Path.cwd()) else str(folder)
+
+
 def parse_margins(text: str) -> tuple[float, ...]:
     try:
         margins = tuple(float(x) for x in text.split(",") if x.strip())
@@ -118,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"window_spread: {e}", file=sys.stderr)
                 return 2
             env_dir = run.path.parent.parent
-            source, env = os.path.relpath(env_dir.parent), env_name(env_dir, [run])
+            source, env = shown(env_dir.parent), env_name(env_dir, [run])
             budgets[(source, env)] = (threshold, kind)
             key = (source, env, run.algo, round(1 - target / threshold, 6))
             groups.setdefault(key, {})[run.path.resolve()] = (run, ratios)
