@@ -5,7 +5,7 @@
 For a run whose multiplier is the ascent rule in relative units with each episode's own,
 unclipped cost (`lagrange: paper`, `lambda_units: relative`, `lambda_window: 1`, `lambda_clip:
 inf`, safehpo's default; docs/multiplier.md), every episode that counts moves lambda by
-eta * w * v (w its length share, v = (J_C - target) / target) and the floor at 0 adds back what
+eta * w * v (w its length share, v = (J_C - target) / target) and the floor (0, or `lambda_min`) adds back what
 would have taken lambda below it. Summed over the episodes that end in (from, to]:
 
     lambda(to) - lambda(from) = eta * sum(w v) + lift,   lift >= 0 (the floor's total)
@@ -90,7 +90,8 @@ def balance(cfg: dict, rows: list[dict], start: float, end: float) -> dict:
     d0 = float(spec["budget"]["threshold"])
     target = (1.0 - float(cfg.get("budget_margin", 0.0))) * d0
     eta, horizon = float(cfg["lambda_lr"]), float(spec["max_episode_steps"])
-    rule = GradientAscent(target, lr=eta, init=float(cfg.get("lambda_init", 0.0)), relative=True)
+    rule = GradientAscent(target, lr=eta, init=float(cfg.get("lambda_init", 0.0)), relative=True,
+                          floor=float(cfg.get("lambda_min", 0.0)))
     logged = rule.value
     out = dict(d0=d0, target=target, eta=eta, n=0, sum_w=0.0, sum_wc=0.0, lift=0.0,
                lambda_end=None, logged_start=None, logged_end=None, worst_replay_error=0.0)

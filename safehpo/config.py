@@ -123,6 +123,7 @@ class Config:
     lambda_adam_lr: float = 1e-4  # Adam's lr for `adam` (a step per gradient update moves lambda ~lr)
     lambda_window: int = 1        # episodes averaged for J_C (1: each episode's own cost)
     lambda_clip: float = float("inf")  # relative units: (J_C - d0) / d0 capped at this (inf: unclipped)
+    lambda_min: float = 0.0       # the floor lambda is projected onto (0: the papers' [.]_+; docs/multiplier.md)
     pid_kp: float = 0.1
     pid_ki: float = 0.1           # = lambda_lr: the integral term is the ascent rule's lambda (docs/multiplier.md)
     pid_kd: float = 0.01
@@ -164,7 +165,7 @@ _CHOICES = {
 _POSITIVE = {"steps", "batch_size", "buffer_size", "hidden", "actor_hidden", "base_hidden",
              "gate_hidden", "k_max", "eval_interval", "eval_episodes", "checkpoint_interval",
              "lambda_window", "lambda_clip", "threads", "leapfrog_eps", "lr", "cost_scale", "alpha_init"}
-_NON_NEGATIVE = {"seed", "learning_starts", "leapfrog_steps", "lambda_init", "lambda_lr", "lambda_adam_lr",
+_NON_NEGATIVE = {"seed", "learning_starts", "leapfrog_steps", "lambda_init", "lambda_min", "lambda_lr", "lambda_adam_lr",
                  "momentum_std_train", "momentum_std_explore", "pid_kp", "pid_ki", "pid_kd"}
 _UNIT_INTERVAL = {"gamma", "tau"}
 _FRACTIONS = {"pid_ema", "budget_margin"}

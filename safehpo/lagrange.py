@@ -57,13 +57,18 @@ class CostUnits:
 
 
 class GradientAscent:
-    """lambda <- [lambda + eta (J_C - d0)]_+ once per episode (the papers' rule)."""
+    """lambda <- [lambda + eta (J_C - d0)]_+ once per episode (the papers' rule).
+
+    `floor` (`lambda_min`, 0 by default) is where the projection holds lambda: never below it,
+    and starting at it if `init` is lower."""
 
     per_step = False
 
     def __init__(self, budget: float, lr: float = 0.1, init: float = 0.0, window: int = 1,
-                 relative: bool = False, clip: float = float("inf")):
-        self.budget, self.lr, self.value, self.relative, self.clip = budget, lr, float(init), relative, clip
+                 relative: bool = False, clip: float = float("inf"), floor: float = 0.0):
+        self.budget, self.lr, self.relative, self.clip = budget, lr, relative, clip
+        self.floor = float(floor)
+        self.value = max(self.floor, float(init))
         self.recent: deque[float] = deque(maxlen=window)
 
     def measured(self) -> float:
@@ -84,7 +89,7 @@ class GradientAscent:
         """After a finished episode; weight: the episode's share of a full-length one, which the
         relative units apply (a run of short episodes moves lambda no faster); paper units ignore it."""
         self.recent.append(float(episode_cost))
-        self.value = max(0.0, self.value + self.lr * self._weight(weight) * self.violation())
+        self.value = max(self.floor, self.value + self.lr * self._weight(weight) * self.violation())
         return self.value
 
     def state_dict(self) -> dict:
@@ -114,8 +119,8 @@ class PIDLagrangian(GradientAscent):
 
     def __init__(self, budget: float, kp: float = 0.1, ki: float = 0.01, kd: float = 0.01,
                  init: float = 0.0, window: int = 1, relative: bool = False,
-                 clip: float = float("inf"), ema: float = 0.0):
-        super().__init__(budget, 0.0, init, window, relative, clip)
+                 clip: float = float("inf"), ema: float = 0.0, floor: float = 0.0):
+        super().__init__(budget, 0.0, init, window, relative, clip, floor)
         self.kp, self.ki, self.kd, self.ema = kp, ki, kd, ema
         self.integral = 0.0
         self.previous: float | None = None   # s after the previous episode (None before the first)
@@ -129,7 +134,7 @@ class PIDLagrangian(GradientAscent):
         smoothed = delta if self.previous is None else self.ema * self.previous + (1.0 - self.ema) * delta
         derivative = 0.0 if self.previous is None else smoothed - self.previous
         self.previous = smoothed
-        self.value = max(0.0, self.kp * smoothed + self.ki * self.integral + self.kd * derivative)
+        self.value = max(self.floor, self.kp * smoothed + self.ki * self.integral + self.kd * derivative)
         return self.value
 
     def state_dict(self) -> dict:
@@ -148,9 +153,9 @@ class AdamLagrangian(GradientAscent):
     per_step = True
 
     def __init__(self, budget: float, lr: float = 0.1, init: float = 0.0, window: int = 1,
-                 relative: bool = False, clip: float = float("inf")):
-        super().__init__(budget, lr, init, window, relative, clip)
-        self.param = torch.nn.Parameter(torch.tensor(float(init)))
+                 relative: bool = False, clip: float = float("inf"), floor: float = 0.0):
+        super().__init__(budget, lr, init, window, relative, clip, floor)
+        self.param = torch.nn.Parameter(torch.tensor(self.value))
         self.optimizer = torch.optim.Adam([self.param], lr=lr)
 
     def episode_end(self, episode_cost: float, weight: float = 1.0) -> float:
@@ -167,7 +172,7 @@ class AdamLagrangian(GradientAscent):
         loss.backward()
         self.optimizer.step()
         with torch.no_grad():
-            self.param.clamp_(min=0.0)
+            self.param.clamp_(min=self.floor)
         self.value = float(self.param.detach())  # a CPU scalar: no device sync
         return self.value
 
@@ -198,11 +203,12 @@ def make_multiplier(kind: str, budget: float, cfg) -> GradientAscent:
     if kind == "none":
         return NoMultiplier(budget, cfg.lambda_window)
     if kind == "paper":
-        return GradientAscent(budget, cfg.lambda_lr, cfg.lambda_init, cfg.lambda_window, relative, cfg.lambda_clip)
+        return GradientAscent(budget, cfg.lambda_lr, cfg.lambda_init, cfg.lambda_window, relative, cfg.lambda_clip,
+                              cfg.lambda_min)
     if kind == "pid":
         return PIDLagrangian(budget, cfg.pid_kp, cfg.pid_ki, cfg.pid_kd, cfg.lambda_init, cfg.lambda_window,
-                             relative, cfg.lambda_clip, cfg.pid_ema)
+                             relative, cfg.lambda_clip, cfg.pid_ema, cfg.lambda_min)
     if kind == "adam":
         return AdamLagrangian(budget, cfg.lambda_adam_lr, cfg.lambda_init, cfg.lambda_window, relative,
-                              cfg.lambda_clip)
+                              cfg.lambda_clip, cfg.lambda_min)
     raise ValueError(f"unknown multiplier '{kind}'")

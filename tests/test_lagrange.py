@@ -189,3 +189,24 @@ def test_pid_ema_is_checked():
     for bad in (1.0, -0.1):
         with pytest.raises(ConfigError, match="pid_ema"):
             validate(Config(pid_ema=bad))
+
+
+@pytest.mark.parametrize("kind", ["paper", "pid", "adam"])
+def test_every_rule_holds_lambda_at_or_above_lambda_min(kind):
+    from safehpo.config import Config
+    from safehpo.lagrange import make_multiplier
+    floored = make_multiplier(kind, 10.0, Config(lambda_min=0.15))
+    plain = make_multiplier(kind, 10.0, Config())
+    assert floored.value == 0.15 and plain.value == 0.0           # starts at the floor (lambda_init 0 < it)
+    for cost in [50.0] * 3 + [0.0] * 40:                          # up, then far below the budget for long
+        for m in (floored, plain):
+            m.episode_end(cost)
+            if kind == "adam":
+                m.step()
+        assert floored.value >= 0.15
+    assert plain.value == 0.0 and floored.value == pytest.approx(0.15)
+    if kind == "paper":                                           # above the floor it is the same rule
+        a, b = GradientAscent(10.0, 0.1, init=1.0, relative=True, floor=0.15), GradientAscent(10.0, 0.1, init=1.0, relative=True)
+        for cost in (20.0, 0.0, 5.0):
+            assert a.episode_end(cost) == b.episode_end(cost)
+        assert a.value == pytest.approx(1.0 + 0.1 * (1.0 - 1.0 - 0.5))

@@ -26,12 +26,13 @@ def predicted_mean(b):
     return b["target"] * (1 + (rise - b["lift"]) / (b["eta"] * b["sum_w"]))
 
 
-def test_identity_with_the_floor_binding():
-    """Episodes of varied length and cost, lambda driven to its floor and off it again."""
+@pytest.mark.parametrize("floor", [0.0, 0.2])
+def test_identity_with_the_floor_binding(floor):
+    """Episodes of varied length and cost, lambda driven to its floor (0, or lambda_min) and off it again."""
     cfg = {"algo": "sac-lag", "lagrange": "paper", "lambda_units": "relative", "lambda_window": 1,
-           "lambda_clip": math.inf, "lambda_lr": 0.1, "lambda_init": 0.0, "learning_starts": 0,
+           "lambda_clip": math.inf, "lambda_lr": 0.1, "lambda_init": 0.0, "learning_starts": 0, "lambda_min": floor,
            "budget_margin": 0.2, "spec": {"budget": {"threshold": 10.0, "kind": "average"}, "max_episode_steps": 100}}
-    rule = GradientAscent(8.0, lr=0.1, relative=True)
+    rule = GradientAscent(8.0, lr=0.1, relative=True, floor=floor)
     rng = np.random.default_rng(0)
     rows, step = [], 0
     for i in range(60):
@@ -47,7 +48,7 @@ def test_identity_with_the_floor_binding():
         if start == 0:
             assert b["lift"] > 0.05              # the floor bound: the cheap stretches pull lambda to 0
         else:
-            assert b["logged_start"] > 0
+            assert b["logged_start"] > floor
         mean = measured_mean(rows, start, 0)
         assert predicted_mean(b) == pytest.approx(mean, rel=1e-12)
         # the floor only ever pulls the mean under what lambda's rise alone would say
