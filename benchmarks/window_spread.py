@@ -34,22 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from safehpo.runfolder import PROGRESS_FILE, parse_seed_folder, with_legacy_defaults
-from safehpo.runrecord import collect_runs, find_env_dirs, RunRecord, env_name
+from safehpo.runfolder import with_legacy_defaults
+from safehpo.runrecord import RunRecord, env_name, runs_in
 from safehpo.summary import FINAL_FRACTION, final_count, final_mean, final_step_mean
 
 DEFAULT_MARGINS = (0.0, 0.1, 0.2, 0.3)
-
-
-def runs_under(folder: Path) -> list[RunRecord]:
-    """The runs of a run folder (`<algo>/seed-<n>/`), an algorithm folder, an environment folder
-    or a folder of environment folders."""
-    folder = folder.resolve()
-    if (folder / PROGRESS_FILE).is_file():
-        return [run for run in collect_runs(folder.parent.parent) if run.path.resolve() == folder]
-    if any(parse_seed_folder(child.name) is not None for child in folder.iterdir()):
-        return [run for run in collect_runs(folder.parent) if run.path.parent.resolve() == folder]
-    return [run for env_dir in find_env_dirs(folder) for run in collect_runs(env_dir)]
 
 
 def window_ratios(run: RunRecord, start: int) -> tuple[float, np.ndarray]:
@@ -111,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         if not folder.is_dir():
             print(f"window_spread: {folder}: no such folder", file=sys.stderr)
             return 2
-        for run in runs_under(folder):
+        for run in runs_in(folder):
             if not run.finished:
                 continue
             threshold, kind = run.budget

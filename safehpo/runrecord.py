@@ -208,6 +208,17 @@ def collect_runs(env_dir: Path | str) -> list[RunRecord]:
     return runs
 
 
+def runs_in(folder: Path | str) -> list[RunRecord]:
+    """The runs of a run folder (`<algo>/seed-<n>/`), an algorithm folder, an environment folder
+    or a folder of environment folders (empty if it is none of these)."""
+    folder = Path(folder).resolve()
+    if (folder / PROGRESS_FILE).is_file():
+        return [run for run in collect_runs(folder.parent.parent) if run.path.resolve() == folder]
+    if folder.is_dir() and any(parse_seed_folder(child.name) is not None for child in folder.iterdir()):
+        return [run for run in collect_runs(folder.parent) if run.path.parent.resolve() == folder]
+    return [run for env_dir in find_env_dirs(folder) for run in collect_runs(env_dir)]
+
+
 def env_name(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -> str:
     """The environment's name for titles: the spec's id from the runs' config.yaml
     (`spec: {id: ...}`), else their `env` (for a spec given as a YAML path, the file's name
