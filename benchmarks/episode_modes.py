@@ -29,11 +29,11 @@ def split(run, start: int, factor: float) -> dict | None:
     threshold, _ = run.budget
     step, cost, ret, lam = (run.column(c) for c in ("step", "cost", "return", "lambda"))
     lam_before = np.concatenate([[np.nan], lam[:-1]])      # lambda the episode was acted with
-    late = step > start
+    late = (step > start) & ~np.isnan(cost)               # an unreadable cost is in neither group
     if not late.any():
         return None
     hi = late & (cost > factor * threshold)
-    lo = late & ~(cost > factor * threshold)
+    lo = late & (cost <= factor * threshold)
     out = {"n": int(late.sum()), "threshold": threshold}
     for name, mask in (("expensive", hi), ("cheap", lo)):
         out[name] = dict(count=int(mask.sum()),

@@ -70,7 +70,8 @@ def margin_of(run: RunRecord) -> float:
 def shown(folder: Path) -> str:
     """A folder as the table names it: relative to the working directory if under it."""
     folder = folder.resolve()
-    return os.path.relpath(folder) if folder.is_relative_to(Path.cwd()) else str(folder)
+    cwd = Path.cwd().resolve()
+    return os.path.relpath(folder, cwd) if folder.is_relative_to(cwd) else str(folder)
 
 
 def parse_margins(text: str) -> tuple[float, ...]:

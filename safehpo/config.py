@@ -215,8 +215,8 @@ def validate(cfg: Config, where: str = "config") -> Config:
         if not getattr(cfg, name) > 0:
             raise ConfigError(f"{where}: '{name}' must be > 0, got {getattr(cfg, name)}")
     for name in _NON_NEGATIVE:
-        if getattr(cfg, name) < 0:
-            raise ConfigError(f"{where}: '{name}' must be >= 0, got {getattr(cfg, name)}")
+        if not 0 <= getattr(cfg, name) < math.inf:   # NaN and inf fail too
+            raise ConfigError(f"{where}: '{name}' must be a finite number >= 0, got {getattr(cfg, name)}")
     for name in _UNIT_INTERVAL:
         if not 0.0 < getattr(cfg, name) <= 1.0:
             raise ConfigError(f"{where}: '{name}' must be in (0, 1], got {getattr(cfg, name)}")

@@ -122,13 +122,16 @@ class PIDLagrangian(GradientAscent):
                  clip: float = float("inf"), ema: float = 0.0, floor: float = 0.0):
         super().__init__(budget, 0.0, init, window, relative, clip, floor)
         self.kp, self.ki, self.kd, self.ema = kp, ki, kd, ema
-        self.integral = 0.0
+        # the integral is held where its term Ki * I is the floor, so that Ki * I stays the ascent
+        # rule's lambda with the same floor (0 by default)
+        self.integral_floor = self.floor / ki if ki > 0 else 0.0
+        self.integral = self.integral_floor
         self.previous: float | None = None   # s after the previous episode (None before the first)
 
     def episode_end(self, episode_cost: float, weight: float = 1.0) -> float:
         self.recent.append(float(episode_cost))
         delta = self.violation()
-        self.integral = max(0.0, self.integral + self._weight(weight) * delta)
+        self.integral = max(self.integral_floor, self.integral + self._weight(weight) * delta)
         if self.relative:
             delta = min(delta, 1.0)
         smoothed = delta if self.previous is None else self.ema * self.previous + (1.0 - self.ema) * delta

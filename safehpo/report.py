@@ -34,9 +34,10 @@ METHOD_PARAGRAPHS = (
     "return over the last 10% describes those same episodes; for an average budget the cost per "
     "step of those episodes is their summed cost (each episode's per-step cost times its length) "
     "over their summed length. The training cost of the second half is over the episodes that end "
-    "after half the run's planned steps, per env step for an average budget (summed cost over "
-    "summed length) and per episode otherwise: the level the multiplier holds once it has settled, "
-    "around which the last 10% scatter. Rejected actions are the failed tests "
+    "after half the run's planned steps, each episode's cost weighted by its length (for an "
+    "average budget: their cost per env step; for episodes of equal length: their mean), as the "
+    "multiplier weighs them: the level it holds once settled, around which the last 10% scatter. "
+    "Rejected actions are the failed tests "
     "of the Lyapunov filter summed over all training episodes; per 1k steps divides by the env "
     "steps of those episodes. Final lambda and alpha are the values after the last training "
     "episode. Speed (sps) is the median of the per-episode env steps per second.",

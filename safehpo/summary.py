@@ -72,20 +72,19 @@ def final_step_mean(costs: np.ndarray, lengths: np.ndarray,
 
 def second_half_cost(run: RunRecord) -> float | None:
     """The training cost of the episodes that end in the second half of the run's planned steps
-    (its steps reached where config.yaml has none), in the measure the multiplier holds at the
-    budget: per env step (summed cost over summed length) for an average budget, per episode
-    otherwise. Where the multiplier has settled by mid-run, this is the level it holds; the last
-    10% of episodes scatter around it (docs/multiplier.md). None before any episode ends there."""
+    (its steps reached where config.yaml has none), each episode's cost weighted by its length:
+    the mean the default multiplier holds at the budget (it moves lambda by each episode's
+    violation times its length share), for an average budget the cost per env step. Episodes of
+    equal length (the halfcheetahs') make it their plain mean. Where the multiplier has settled by
+    mid-run, this is the level it holds; the last 10% of episodes scatter around it
+    (docs/multiplier.md). None before any episode ends there."""
     horizon = run.planned_steps or run.steps
     if not horizon:
         return None
     keep = run.column("step") > horizon / 2
     if not keep.any():
         return None
-    costs = run.column("cost")[keep]
-    if run.budget[1] == "average":
-        return final_step_mean(costs, run.column("length")[keep], fraction=1.0)
-    return final_mean(costs, fraction=1.0)
+    return final_step_mean(run.column("cost")[keep], run.column("length")[keep], fraction=1.0)
 
 
 def _nanmean(values: np.ndarray) -> float | None:

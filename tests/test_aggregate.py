@@ -208,7 +208,8 @@ def test_average_budget_reports_the_cost_per_step_of_the_last_episodes(tmp_path)
     assert ant["second_half_cost"] == pytest.approx((14 * 10 * 1000 + 80 * 20) / (14 * 1000 + 20))
     (cheetah,) = summarise(tmp_path / "cheetah")   # a sum budget: the per-step rate is not its unit
     assert cheetah["final_cost_per_step"] is None
-    assert cheetah["second_half_cost"] == pytest.approx((14 * 10 + 80) / 15)
+    # weighted by length as the multiplier weighs episodes: the same number in the sum's units
+    assert cheetah["second_half_cost"] == pytest.approx(ant["second_half_cost"])
     safety = section(write_report(tmp_path / "ant").read_text(), "Safety during training")
     assert "training cost per step, last 10%" in safety and "summed length" in safety
     assert "training cost per step, second half" in safety
@@ -377,11 +378,11 @@ def by_hand(run_dir: Path) -> dict:
     evals = read_csv(run_dir / "eval.csv")
     costs = [float(r["cost"]) for r in progress]
     planned = yaml.safe_load((run_dir / "config.yaml").read_text())["steps"]
-    late = [float(r["cost"]) for r in progress if int(r["step"]) > planned / 2]
+    late = [(float(r["cost"]), int(r["length"])) for r in progress if int(r["step"]) > planned / 2]
     last = evals[-1]
     k = max(1, math.ceil(0.1 * len(progress)))
     out = dict(violations=sum(int(r["violated"]) for r in progress), cost_all=sum(costs) / len(costs),
-               cost_second_half=sum(late) / len(late),
+               cost_second_half=sum(c * n for c, n in late) / sum(n for _, n in late),
                cost_final=sum(costs[-k:]) / k, lam=float(progress[-1]["lambda"]),
                alpha=float(progress[-1]["alpha"]), eval_step=int(last["step"]),
                eval_return=float(last["return_mean"]), eval_cost=float(last["cost_mean"]))

@@ -210,3 +210,25 @@ def test_every_rule_holds_lambda_at_or_above_lambda_min(kind):
         for cost in (20.0, 0.0, 5.0):
             assert a.episode_end(cost) == b.episode_end(cost)
         assert a.value == pytest.approx(1.0 + 0.1 * (1.0 - 1.0 - 0.5))
+
+
+def test_pid_integral_term_with_a_floor_is_the_ascent_rule_with_that_floor():
+    """Ki * I stays the ascent rule's lambda under lambda_min: off the floor at the first violation."""
+    pid = PIDLagrangian(10.0, kp=0.0, ki=0.1, kd=0.0, relative=True, floor=0.15)
+    ascent = GradientAscent(10.0, 0.1, relative=True, floor=0.15)
+    for cost in [0.0] * 10 + [15.0] * 5 + [2.0] * 3 + [30.0]:
+        assert pid.episode_end(cost) == pytest.approx(ascent.episode_end(cost))
+    assert ascent.value > 0.15
+    pid = PIDLagrangian(10.0, kp=0.1, ki=0.1, kd=0.01, relative=True, ema=0.9, floor=0.15)
+    for cost in [0.0] * 10:
+        pid.episode_end(cost)
+    assert pid.value == 0.15 and pid.integral == pytest.approx(1.5)   # held at floor / Ki
+    pid.episode_end(15.0)
+    assert pid.integral == pytest.approx(1.5 + 0.5)  # rose from its floor at once (the P term may still hold lambda)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-0.1"])
+def test_lambda_min_must_be_a_finite_non_negative_number(value):
+    from safehpo.config import Config, ConfigError, apply_overrides
+    with pytest.raises(ConfigError, match="lambda_min"):
+        apply_overrides(Config(), [f"lambda_min={value}"])
