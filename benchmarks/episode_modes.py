@@ -34,7 +34,7 @@ def split(run, start: int, factor: float) -> dict | None:
         return None
     hi = late & (cost > factor * threshold)
     lo = late & (cost <= factor * threshold)
-    out = {"n": int(late.sum()), "threshold": threshold}
+    out = {"n": int(late.sum())}
     for name, mask in (("expensive", hi), ("cheap", lo)):
         out[name] = dict(count=int(mask.sum()),
                          cost=float(np.nanmean(cost[mask])) if mask.any() else None,

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from safehpo.config import Config, ConfigError, apply_overrides
 from safehpo.runfolder import with_legacy_defaults
 from safehpo.runrecord import RunRecord, env_name, runs_in
 from safehpo.summary import FINAL_FRACTION, final_count, final_mean, final_step_mean
@@ -59,12 +60,13 @@ def window_ratios(run: RunRecord, start: int) -> tuple[float, np.ndarray]:
 
 
 def margin_of(run: RunRecord) -> float:
-    """The run's budget_margin (0 for a run saved before it existed). ValueError if it is not a
-    number in [0, 1)."""
+    """The run's budget_margin (0 for a run saved before it existed), checked as safehpo.config
+    checks it. ValueError (one line) if it is not a number in [0, 1)."""
     value = with_legacy_defaults(run.config).get("budget_margin")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"{run.path / 'config.yaml'}: budget_margin is {value!r}, not a number in [0, 1)")
-    return float(value)
+    try:
+        return apply_overrides(Config(), {"budget_margin": value}, where=str(run.path / "config.yaml")).budget_margin
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
 
 
 def shown(folder: Path) -> str:
@@ -96,7 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     # one row per results folder, environment, algorithm and margin: runs of different folders
     # (different settings) are never pooled, and a run named twice counts once
     groups: dict[tuple[str, str, str, float], dict[Path, tuple[RunRecord, np.ndarray]]] = {}
-    budgets: dict[tuple[str, str], tuple[float, str]] = {}
     for folder in args.folders:
         if not folder.is_dir():
             print(f"window_spread: {folder}: no such folder", file=sys.stderr)
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in runs_in(folder):
             if not run.finished:
                 continue
-            threshold, kind = run.budget
+            threshold, _ = run.budget
             if threshold is None or not threshold > 0:
                 print(f"window_spread: {run.path}: the run has no positive budget", file=sys.stderr)
                 return 2
@@ -115,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             env_dir = run.path.parent.parent
             source, env = shown(env_dir.parent), env_name(env_dir, [run])
-            budgets[(source, env)] = (threshold, kind)
             key = (source, env, run.algo, round(1 - target / threshold, 6))
             groups.setdefault(key, {})[run.path.resolve()] = (run, ratios)
     if not groups:
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = sorted(members.values(), key=lambda member: member[0].seed)
         r = np.concatenate([ratios for _, ratios in runs])
         seeds = ",".join(str(run.seed) for run, _ in runs)
-        threshold, kind = budgets[(source, env)]
+        threshold, kind = runs[0][0].budget
         label = f"| {source} | {env} ({threshold:g} {kind}) | {algo} | {margin:g} | {seeds} | {r.size} |"
         if r.size == 0:
             print(f"{label} no window of its final size lies wholly after step {args.start} |")

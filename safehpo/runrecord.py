@@ -197,25 +197,25 @@ def collect_runs(env_dir: Path | str) -> list[RunRecord]:
     if not env_dir.is_dir():
         return runs
     for algo_dir in sorted(p for p in env_dir.iterdir() if p.is_dir()):
-        for seed, run_dir in _seed_dirs(algo_dir):
-            runs.append(RunRecord(
-                algo=algo_dir.name, seed=seed, path=run_dir,
-                config=read_config(run_dir),
-                progress=read_csv_columns(run_dir / PROGRESS_FILE),
-                evaluation=read_csv_columns(run_dir / EVAL_FILE),
-                status=read_status(run_dir),
-            ))
+        runs.extend(_read_run(algo_dir.name, seed, run_dir) for seed, run_dir in _seed_dirs(algo_dir))
     return runs
+
+
+def _read_run(algo: str, seed: int, run_dir: Path) -> RunRecord:
+    return RunRecord(algo=algo, seed=seed, path=run_dir, config=read_config(run_dir),
+                     progress=read_csv_columns(run_dir / PROGRESS_FILE),
+                     evaluation=read_csv_columns(run_dir / EVAL_FILE), status=read_status(run_dir))
 
 
 def runs_in(folder: Path | str) -> list[RunRecord]:
     """The runs of a run folder (`<algo>/seed-<n>/`), an algorithm folder, an environment folder
     or a folder of environment folders (empty if it is none of these)."""
     folder = Path(folder).resolve()
-    if (folder / PROGRESS_FILE).is_file():
-        return [run for run in collect_runs(folder.parent.parent) if run.path.resolve() == folder]
-    if folder.is_dir() and any(parse_seed_folder(child.name) is not None for child in folder.iterdir()):
-        return [run for run in collect_runs(folder.parent) if run.path.parent.resolve() == folder]
+    seed = parse_seed_folder(folder.name)
+    if (folder / PROGRESS_FILE).is_file() and seed is not None:
+        return [_read_run(folder.parent.name, seed, folder)]
+    if folder.is_dir() and _seed_dirs(folder):
+        return [_read_run(folder.name, seed, run_dir) for seed, run_dir in _seed_dirs(folder)]
     return [run for env_dir in find_env_dirs(folder) for run in collect_runs(env_dir)]
 
 

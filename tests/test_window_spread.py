@@ -124,7 +124,7 @@ def test_bad_input_exits_2(tmp_path, capsys):
     config = yaml.safe_load((run / "config.yaml").read_text())
     (run / "config.yaml").write_text(yaml.safe_dump({**config, "budget_margin": "lots"}))
     assert script.main([str(tmp_path)]) == 2
-    assert "budget_margin is 'lots'" in capsys.readouterr().err
+    assert "'budget_margin' expects float, got 'lots'" in capsys.readouterr().err
     del config["spec"]["budget"]
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     assert script.main([str(tmp_path)]) == 2
