@@ -1,5 +1,6 @@
 """Benchmark suites: a suite YAML in `benchmarks/` (or any file) names the envs, algorithms,
-seeds, the step budget and hyperparameter overrides of a grid. Loading checks every field (a bad
+seeds, the step budget and hyperparameter overrides of a grid (`overrides` for every run,
+`env_overrides` for the runs of one env, e.g. a task's own multiplier floor). Loading checks every field (a bad
 file is one line naming the file and the field); `resolve` applies the command-line flags.
 A benchmark is data, not a script.
 """
@@ -17,7 +18,7 @@ from .runfolder import env_folder_name
 
 # Fields of a suite file; those not in _REQUIRED default to Config's values (overrides: none).
 SUITE_KEYS = ("name", "description", "envs", "algos", "seeds", "steps", "eval_interval", "eval_episodes",
-              "learning_starts", "checkpoint_interval", "overrides")
+              "learning_starts", "checkpoint_interval", "overrides", "env_overrides")
 _REQUIRED = ("name", "envs", "algos", "seeds", "steps")
 # Config fields that a suite sets as its own fields (and that `overrides` may therefore not name)
 _RUN_FIELDS = ("steps", "eval_interval", "eval_episodes", "learning_starts", "checkpoint_interval")
@@ -40,23 +41,37 @@ class Suite:
     learning_starts: int = Config.learning_starts
     checkpoint_interval: int = Config.checkpoint_interval
     overrides: dict[str, Any] = field(default_factory=dict)   # other Config hyperparameters
+    env_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # env (as in envs) -> its own
     description: str = ""
     where: str = ""                       # the file it came from, as error messages name it
 
     def to_dict(self) -> dict[str, Any]:
         """The suite as a suite file holds it (what `OUT/<env>/suite.yaml` is written from)."""
-        return {"name": self.name, "description": self.description, "envs": list(self.envs),
-                "algos": list(self.algos), "seeds": list(self.seeds), "steps": self.steps,
-                "eval_interval": self.eval_interval, "eval_episodes": self.eval_episodes,
-                "learning_starts": self.learning_starts, "checkpoint_interval": self.checkpoint_interval,
-                "overrides": dict(self.overrides)}
+        doc = {"name": self.name, "description": self.description, "envs": list(self.envs),
+               "algos": list(self.algos), "seeds": list(self.seeds), "steps": self.steps,
+               "eval_interval": self.eval_interval, "eval_episodes": self.eval_episodes,
+               "learning_starts": self.learning_starts, "checkpoint_interval": self.checkpoint_interval,
+               "overrides": dict(self.overrides)}
+        if self.env_overrides:
+            doc["env_overrides"] = {env: dict(values) for env, values in self.env_overrides.items()}
+        return doc
 
-    def base_config(self) -> Config:
-        """The Config every run of the suite starts from (env, algo and seed set per run)."""
+    def for_env(self, env: str) -> Suite:
+        """The one-env suite of `env`: its own overrides merged into `overrides` (what its folder's
+        suite.yaml holds, so that file alone reproduces that env's runs)."""
+        return _replace(self, envs=(env,), overrides={**self.overrides, **self.env_overrides.get(env, {})},
+                        env_overrides={})
+
+    def base_config(self, env: str | None = None) -> Config:
+        """The Config every run of the suite (of `env`, with its env_overrides) starts from; env,
+        algo and seed are set per run."""
         cfg = Config(steps=self.steps, eval_interval=self.eval_interval, eval_episodes=self.eval_episodes,
                      learning_starts=self.learning_starts, checkpoint_interval=self.checkpoint_interval,
                      threads=1)
-        return apply_overrides(cfg, dict(self.overrides), f"{self.where}: field 'overrides'")
+        cfg = apply_overrides(cfg, dict(self.overrides), f"{self.where}: field 'overrides'")
+        if env in self.env_overrides:
+            cfg = apply_overrides(cfg, dict(self.env_overrides[env]), f"{self.where}: field 'env_overrides.{env}'")
+        return cfg
 
 
 def suite_names() -> list[str]:
@@ -97,18 +112,37 @@ def parse_suite(raw: Any, where: str, base_dir: Path | None = None) -> Suite:
     seeds = parse_seeds(raw["seeds"], f"{where}: field 'seeds'")
     numbers = {key: parse_int(raw[key], f"{where}: field '{key}'", minimum=0 if key == "learning_starts" else 1)
                for key in _RUN_FIELDS if key in raw}
-    overrides = raw.get("overrides") or {}
-    if not (isinstance(overrides, dict) and all(isinstance(k, str) for k in overrides)):
-        raise ConfigError(f"{where}: field 'overrides': expected a mapping of hyperparameters, got {overrides!r}")
-    for key in overrides:
-        if key in _GRID_FIELDS:
-            raise ConfigError(f"{where}: field 'overrides.{key}': set by the grid; use the field '{_GRID_FIELDS[key]}'")
-        if key in _RUN_FIELDS:
-            raise ConfigError(f"{where}: field 'overrides.{key}': use the suite field '{key}'")
+    overrides = _overrides(raw.get("overrides") or {}, where, "overrides")
+    env_overrides = raw.get("env_overrides") or {}
+    if not (isinstance(env_overrides, dict) and all(isinstance(k, str) for k in env_overrides)):
+        raise ConfigError(f"{where}: field 'env_overrides': expected a mapping of env -> hyperparameters, "
+                          f"got {env_overrides!r}")
+    by_env = {}
+    for env, values in env_overrides.items():
+        if env not in raw["envs"]:
+            raise ConfigError(f"{where}: field 'env_overrides.{env}': not one of the suite's envs "
+                              f"({', '.join(raw['envs'])})")
+        by_env[envs[raw["envs"].index(env)]] = _overrides(values or {}, where, f"env_overrides.{env}")
     suite = Suite(name=name, description=description.strip(), envs=envs, algos=algos, seeds=seeds,
-                  overrides=dict(overrides), where=where, **numbers)
+                  overrides=overrides, env_overrides=by_env, where=where, **numbers)
     cfg = suite.base_config()  # checks every override's key and value
-    return _replace(suite, overrides={key: getattr(cfg, key) for key in suite.overrides})
+    checked = {env: suite.base_config(env) for env in by_env}
+    return _replace(suite, overrides={key: getattr(cfg, key) for key in suite.overrides},
+                    env_overrides={env: {key: getattr(checked[env], key) for key in values}
+                                   for env, values in by_env.items()})
+
+
+def _overrides(raw: Any, where: str, field_name: str) -> dict[str, Any]:
+    """A mapping of Config hyperparameters other than those the grid or the suite's fields set."""
+    if not (isinstance(raw, dict) and all(isinstance(k, str) for k in raw)):
+        raise ConfigError(f"{where}: field '{field_name}': expected a mapping of hyperparameters, got {raw!r}")
+    for key in raw:
+        if key in _GRID_FIELDS:
+            raise ConfigError(f"{where}: field '{field_name}.{key}': set by the grid; use the field "
+                              f"'{_GRID_FIELDS[key]}'")
+        if key in _RUN_FIELDS:
+            raise ConfigError(f"{where}: field '{field_name}.{key}': use the suite field '{key}'")
+    return dict(raw)
 
 
 def resolve(suite: Suite, envs: list[str] | None = None, algos: list[str] | None = None,
@@ -117,12 +151,15 @@ def resolve(suite: Suite, envs: list[str] | None = None, algos: list[str] | None
     """The suite with the command-line flags applied (flags win); every value checked.
 
     `sets` are `--set key=value` strings: a run field (steps, eval_interval, ...) replaces the
-    suite's, any other hyperparameter joins the overrides.
+    suite's, any other hyperparameter joins the overrides and replaces that key in every env's
+    env_overrides. An env picked with `envs` keeps the env_overrides of the suite's env with its id.
     """
     changes: dict[str, Any] = {}
     if envs:
         check_envs(envs, "--env")
         changes["envs"] = _unique(envs, "--env")
+        own = {_env_id(env): values for env, values in suite.env_overrides.items()}
+        changes["env_overrides"] = {env: own[_env_id(env)] for env in changes["envs"] if _env_id(env) in own}
     if algos:
         check_algos(algos, "--algos")
         changes["algos"] = _unique(algos, "--algos")
@@ -142,9 +179,17 @@ def resolve(suite: Suite, envs: list[str] | None = None, algos: list[str] | None
         cfg = apply_overrides(suite.base_config(), list(sets), "--set")
         keys = [item.split("=", 1)[0].strip() for item in sets]
         suite = _replace(suite, **{k: getattr(cfg, k) for k in keys if k in _RUN_FIELDS},
-                         overrides={**suite.overrides, **{k: getattr(cfg, k) for k in keys if k not in _RUN_FIELDS}})
-    suite.base_config()  # the merged result must still be a valid Config
+                         overrides={**suite.overrides, **{k: getattr(cfg, k) for k in keys if k not in _RUN_FIELDS}},
+                         env_overrides={env: {k: v for k, v in values.items() if k not in keys}
+                                        for env, values in suite.env_overrides.items()})
+    for env in (None, *suite.envs):  # the merged result must still be a valid Config for every env
+        suite.base_config(env)
     return suite
+
+
+def _env_id(env: str) -> str:
+    from .cmdp import load_spec
+    return env_folder_name(load_spec(env).id)
 
 
 def check_envs(envs, where: str) -> None:

@@ -77,6 +77,11 @@ def test_shipped_suites_load():
     ({"steps": "many"}, "field 'steps'"),
     ({"eval_interval": 0}, "field 'eval_interval'"),
     ({"algos": "sac-lag"}, "field 'algos'"),                     # a list is expected
+    ({"env_overrides": {"ant-torque": {"lambda_min": 0.1}}}, "field 'env_overrides.ant-torque'"),  # not an env
+    ({"env_overrides": {"halfcheetah-speed": {"lambda_min": -1}}}, "field 'env_overrides.halfcheetah-speed'"),
+    ({"env_overrides": {"halfcheetah-speed": {"seed": 1}}}, "field 'env_overrides.halfcheetah-speed.seed'"),
+    ({"env_overrides": {"halfcheetah-speed": {"steps": 9}}}, "field 'env_overrides.halfcheetah-speed.steps'"),
+    ({"env_overrides": ["halfcheetah-speed"]}, "field 'env_overrides'"),
 ])
 def test_bad_suite_is_one_line_naming_file_and_field(tmp_path, change, field):
     path = write_suite(tmp_path / "suite.yaml", "halfcheetah-speed")
@@ -143,6 +148,29 @@ def test_grid_is_envs_x_algos_x_seeds_and_flags_override(speed_spec, torque_spec
         assert Path(r.config.env).is_absolute()                          # a spec path works from any cwd
     assert suite.overrides == {"hidden": 32} and suite.eval_interval == 50
     assert resolve(smoke, seeds=3).seeds == (0, 1, 2)
+
+
+def test_env_overrides_reach_only_their_env_and_flags_win(speed_spec, torque_spec, tmp_path):
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "per-env", "envs": [speed_spec, torque_spec], "algos": ["sac-lag"], "seeds": 1, "steps": 300, "learning_starts": 100,
+        "overrides": {"hidden": 32, "lambda_min": 0.05},
+        "env_overrides": {speed_spec: {"lambda_min": 0.15, "budget_margin": 0.1}}}))
+    suite = load_suite(str(path))
+    config = {r.env: r.config for r in expand(suite, tmp_path / "out")}
+    speed, torque = config["cheetah-speed-short"], config["cheetah-torque-short"]
+    assert (speed.lambda_min, speed.budget_margin, speed.hidden) == (0.15, 0.1, 32)   # its own win over overrides
+    assert (torque.lambda_min, torque.budget_margin, torque.hidden) == (0.05, 0.0, 32)
+    # one env's suite.yaml holds that env's values as plain overrides and reproduces its runs alone
+    alone = suite.for_env(speed_spec)
+    assert alone.overrides == {"hidden": 32, "lambda_min": 0.15, "budget_margin": 0.1} and not alone.env_overrides
+    assert expand(alone, tmp_path / "out")[0].config == speed
+    # --env keeps the picked env's own values; --set replaces a key everywhere, the rest stays
+    assert expand(resolve(suite, envs=[speed_spec]), tmp_path)[0].config.lambda_min == 0.15
+    assert expand(resolve(suite, envs=[torque_spec]), tmp_path)[0].config.lambda_min == 0.05
+    flagged = {r.env: r.config for r in expand(resolve(suite, sets=["lambda_min=0.2"]), tmp_path)}
+    assert flagged["cheetah-speed-short"].lambda_min == flagged["cheetah-torque-short"].lambda_min == 0.2
+    assert flagged["cheetah-speed-short"].budget_margin == 0.1
 
 
 # ---- running a grid ---------------------------------------------------------------------------
