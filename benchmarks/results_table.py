@@ -3,7 +3,9 @@
     python benchmarks/results_table.py results/evidence ["results/evidence-one-cost-critic=, one cost critic"]
 
 Each argument is a folder of environment folders (each with the summary.csv that `safehpo plot`
-writes), optionally `=SUFFIX`, appended to the algorithm's name. Columns: the training cost of
+writes), optionally `=SUFFIX`, appended to the algorithm's name; `{settings}` in a suffix is each
+run's own settings that differ from the defaults (as its report lists them, e.g. "lambda_min
+0.15"), so a folder whose envs ran with different values labels each row with its own. Columns: the training cost of
 the second half of the run (the episodes ending after half its planned steps; per env step for an
 average budget, the level the multiplier holds), over the last 10% of training episodes (for an
 average budget also per env step), the episodes over budget, the final deterministic
@@ -17,7 +19,11 @@ import csv
 import sys
 from pathlib import Path
 
+import yaml
+
 from safehpo.algos import ALGOS
+from safehpo.report import changed_settings
+from safehpo.runfolder import seed_folder, setting_text
 
 HEADER = ("| env (budget) | algo | seed | training cost, second half | training cost, last 10% | "
           "episodes over budget | evaluation: return / cost |\n"
@@ -47,9 +53,22 @@ def rows(folders: list[tuple[Path, str]]) -> list[str]:
                 budget = f"{float(r['budget']):g} {r['budget_kind']}" if r["budget"] else "none"
                 evaluation = (f"{float(r['eval_return']):.0f} / {float(r['eval_cost']):.1f}"
                               if r.get("eval_return") and r.get("eval_cost") else "-")
-                out.append(f"| {env} ({budget}) | {r['algo']}{suffix} | {r['seed']} | {half} | {cost} | "
+                label = suffix
+                if "{settings}" in suffix:
+                    label = suffix.replace("{settings}", run_settings(folder / env / r["algo"] / seed_folder(int(r["seed"]))))
+                out.append(f"| {env} ({budget}) | {r['algo']}{label} | {r['seed']} | {half} | {cost} | "
                            f"{r['cumulative_violations']} of {r['episodes']} | {evaluation} |")
     return out
+
+
+def run_settings(run: Path) -> str:
+    """A run's settings that differ from the defaults, "key value, ..." ("defaults" if none)."""
+    path = run / "config.yaml"
+    config = yaml.safe_load(path.read_text()) if path.is_file() else None
+    if not isinstance(config, dict):
+        return "settings unknown"
+    changed = changed_settings(config)
+    return ", ".join(f"{key} {setting_text(value)}" for key, value in changed.items()) or "defaults"
 
 
 def main(argv: list[str]) -> int:

@@ -151,23 +151,27 @@ def _range_text(values: Iterable[Any], unit: str = "") -> str | None:
 _NOT_SETTINGS = {"env", "algo", "seed"} | RESUMABLE_CHANGES
 
 
+def changed_settings(config: dict) -> dict[str, Any]:
+    """The hyperparameters of a run's config.yaml that differ from the defaults of this code
+    (safehpo/config.py) and that the run reads (`unread_settings`), in Config's order."""
+    config = with_legacy_defaults(config)
+    unread = unread_settings(config)
+    return {key: config[key] for key, default in Config().to_dict().items()
+            if key not in _NOT_SETTINGS and key not in unread and key in config and config[key] != default}
+
+
 def settings_text(runs: Sequence[RunRecord]) -> str:
     """'Settings: ...': per algorithm, the hyperparameters of its runs' config.yaml that differ from
     the defaults of this code (safehpo/config.py) and that the run reads (`unread_settings`); a
     value some seeds share names those seeds. A run without a readable config.yaml (one that failed
     before writing it) is left out."""
-    defaults = Config().to_dict()
     lines = []
     for algo in sorted({r.algo for r in runs}):
         own = sorted((r for r in runs if r.algo == algo and r.config), key=lambda r: r.seed)
         differ: dict[str, dict[Any, list[int]]] = {}
         for r in own:
-            config = with_legacy_defaults(r.config)
-            unread = unread_settings(config)
-            for key, default in defaults.items():
-                if key in _NOT_SETTINGS or key in unread or key not in config or config[key] == default:
-                    continue
-                differ.setdefault(key, {}).setdefault(config[key], []).append(r.seed)
+            for key, value in changed_settings(r.config).items():
+                differ.setdefault(key, {}).setdefault(value, []).append(r.seed)
         if not differ:
             continue
         items = []
