@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from safehpo.runrecord import runs_in
+from safehpo.runrecord import finished_runs_in
 
 
 def split(run, start: int, factor: float) -> dict | None:
@@ -58,22 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.split > 0:
         print(f"episode_modes: --split must be > 0, got {args.split}", file=sys.stderr)
         return 2
-    rows, seen = [], set()
-    for folder in args.folders:
-        if not folder.is_dir():
-            print(f"episode_modes: {folder}: no such folder", file=sys.stderr)
-            return 2
-        for run in runs_in(folder):
-            if not run.finished or run.path.resolve() in seen:
-                continue
-            seen.add(run.path.resolve())
-            threshold, _ = run.budget
-            if threshold is None or not threshold > 0:
-                print(f"episode_modes: {run.path}: the run has no positive budget", file=sys.stderr)
-                return 2
-            groups = split(run, args.start, args.split)
-            if groups is not None:
-                rows.append((run, groups))
+    try:
+        runs = finished_runs_in(args.folders)
+    except ValueError as e:
+        print(f"episode_modes: {e}", file=sys.stderr)
+        return 2
+    rows = [(run, groups) for run in runs if (groups := split(run, args.start, args.split)) is not None]
     if not rows:
         print("episode_modes: no finished run with episodes after step "
               f"{args.start} under " + ", ".join(map(str, args.folders)), file=sys.stderr)

@@ -36,7 +36,7 @@ import numpy as np
 
 from safehpo.config import Config, ConfigError, apply_overrides
 from safehpo.runfolder import with_legacy_defaults
-from safehpo.runrecord import RunRecord, env_name, runs_in
+from safehpo.runrecord import RunRecord, env_name, finished_runs_in
 from safehpo.summary import FINAL_FRACTION, final_count, final_mean, final_step_mean
 
 DEFAULT_MARGINS = (0.0, 0.1, 0.2, 0.3)
@@ -97,32 +97,22 @@ def main(argv: list[str] | None = None) -> int:
 
     # one row per results folder, environment, algorithm and margin: runs of different folders
     # (different settings) are never pooled, and a run named twice counts once
-    groups: dict[tuple[str, str, str, float], dict[Path, tuple[RunRecord, np.ndarray]]] = {}
-    for folder in args.folders:
-        if not folder.is_dir():
-            print(f"window_spread: {folder}: no such folder", file=sys.stderr)
-            return 2
-        for run in runs_in(folder):
-            if not run.finished:
-                continue
-            threshold, _ = run.budget
-            if threshold is None or not threshold > 0:
-                print(f"window_spread: {run.path}: the run has no positive budget", file=sys.stderr)
-                return 2
-            try:
-                target, ratios = window_ratios(run, args.start)
-            except ValueError as e:
-                print(f"window_spread: {e}", file=sys.stderr)
-                return 2
+    groups: dict[tuple[str, str, str, float], list[tuple[RunRecord, np.ndarray]]] = {}
+    try:
+        for run in finished_runs_in(args.folders):
+            target, ratios = window_ratios(run, args.start)
             env_dir = run.path.parent.parent
             source, env = shown(env_dir.parent), env_name(env_dir, [run])
-            key = (source, env, run.algo, round(1 - target / threshold, 6))
-            groups.setdefault(key, {})[run.path.resolve()] = (run, ratios)
+            key = (source, env, run.algo, round(1 - target / run.budget[0], 6))
+            groups.setdefault(key, []).append((run, ratios))
+    except ValueError as e:
+        print(f"window_spread: {e}", file=sys.stderr)
+        return 2
     if not groups:
         print("window_spread: no finished run under " + ", ".join(map(str, args.folders))
               + " (expected run, algorithm, environment or results folders of a bench)", file=sys.stderr)
         return 2
-    if not any(ratios.size for members in groups.values() for _, ratios in members.values()):
+    if not any(ratios.size for members in groups.values() for _, ratios in members):
         print(f"window_spread: no run has a final-sized window of episodes all ending after step {args.start}",
               file=sys.stderr)
         return 2
@@ -134,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     print(head)
     print("|" + "---|" * 4 + "---:|" * (head.count("|") - 5))
     for (source, env, algo, margin), members in sorted(groups.items()):
-        runs = sorted(members.values(), key=lambda member: member[0].seed)
+        runs = sorted(members, key=lambda member: member[0].seed)
         r = np.concatenate([ratios for _, ratios in runs])
         seeds = ",".join(str(run.seed) for run, _ in runs)
         threshold, kind = runs[0][0].budget

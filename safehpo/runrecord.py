@@ -219,6 +219,25 @@ def runs_in(folder: Path | str) -> list[RunRecord]:
     return [run for env_dir in find_env_dirs(folder) for run in collect_runs(env_dir)]
 
 
+def finished_runs_in(folders: Sequence[Path | str]) -> list[RunRecord]:
+    """The finished runs under each folder (`runs_in`), each once however often it is named, every
+    one with a positive budget; a ValueError with one line ("FOLDER: no such folder", "RUN: the
+    run has no positive budget") otherwise. The reading scripts of benchmarks/ start here."""
+    runs, seen = [], set()
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise ValueError(f"{folder}: no such folder")
+        for run in runs_in(folder):
+            if not run.finished or run.path.resolve() in seen:
+                continue
+            seen.add(run.path.resolve())
+            threshold, _ = run.budget
+            if threshold is None or not threshold > 0:
+                raise ValueError(f"{run.path}: the run has no positive budget")
+            runs.append(run)
+    return runs
+
+
 def env_name(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -> str:
     """The environment's name for titles: the spec's id from the runs' config.yaml
     (`spec: {id: ...}`), else their `env` (for a spec given as a YAML path, the file's name
