@@ -6,7 +6,7 @@ import pytest
 
 from conftest import load_benchmark
 from test_window_spread import make_run
-from safehpo.runrecord import collect_runs
+from safehpo.runrecord import collect_runs, finished_runs_in
 
 
 def test_groups_shares_costs_returns_and_lambda_as_each_episode_began(tmp_path, capsys):
@@ -38,3 +38,12 @@ def test_bad_input_exits_2(tmp_path, capsys):
     assert script.main([str(tmp_path), "--split", "0"]) == 2
     assert script.main([str(tmp_path), "--from", "1000"]) == 2           # no episode ends after it
     assert "no finished run with episodes after step 1000" in capsys.readouterr().err
+
+
+def test_finished_runs_in_names_each_finished_run_once(tmp_path):
+    done = make_run(tmp_path / "env", "sac-lag", 0, "sum", 0.0, [1.0] * 5, [100] * 5)
+    make_run(tmp_path / "env", "sac-lag", 1, "sum", 0.0, [1.0] * 5, [100] * 5, state="running")
+    runs = finished_runs_in([tmp_path, tmp_path / "env", done])           # the same run three ways
+    assert [run.path.resolve() for run in runs] == [done.resolve()]
+    with pytest.raises(ValueError, match=r"^\S*missing: no such folder$"):
+        finished_runs_in([tmp_path, tmp_path / "missing"])
