@@ -4,7 +4,7 @@
 
 Each argument is a folder of environment folders (each with the summary.csv that `safehpo plot`
 writes), optionally `=SUFFIX`, appended to the algorithm's name; `{settings}` in a suffix is each
-run's own settings that differ from the defaults (as its report lists them, e.g. "lambda_min
+run's own settings that differ from the defaults (the settings its report lists, here as e.g. "lambda_min
 0.15"), so a folder whose envs ran with different values labels each row with its own. Columns: the training cost of
 the second half of the run (the episodes ending after half its planned steps; per env step for an
 average budget, the level the multiplier holds), over the last 10% of training episodes (for an
@@ -19,11 +19,9 @@ import csv
 import sys
 from pathlib import Path
 
-import yaml
-
 from safehpo.algos import ALGOS
 from safehpo.report import changed_settings
-from safehpo.runfolder import seed_folder, setting_text
+from safehpo.runfolder import read_config, seed_folder, setting_text
 
 HEADER = ("| env (budget) | algo | seed | training cost, second half | training cost, last 10% | "
           "episodes over budget | evaluation: return / cost |\n"
@@ -63,9 +61,8 @@ def rows(folders: list[tuple[Path, str]]) -> list[str]:
 
 def run_settings(run: Path) -> str:
     """A run's settings that differ from the defaults, "key value, ..." ("defaults" if none)."""
-    path = run / "config.yaml"
-    config = yaml.safe_load(path.read_text()) if path.is_file() else None
-    if not isinstance(config, dict):
+    config = read_config(run)
+    if not config:
         return "settings unknown"
     changed = changed_settings(config)
     return ", ".join(f"{key} {setting_text(value)}" for key, value in changed.items()) or "defaults"

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Iterator
 
 from .config import Config, ConfigError
-from .runfolder import (config_mismatch, env_folder_name, last_progress_step, read_config, read_status, record_failure,
+from .runfolder import (config_mismatch, last_progress_step, read_config, read_status, record_failure,
                         run_name, seed_folder, step_reached)
-from .suite import Suite
+from .suite import Suite, env_id
 
 @dataclass(frozen=True)
 class Run:
@@ -60,8 +60,7 @@ def expand(suite: Suite, out: Path | str) -> list[Run]:
 
 def env_folders(suite: Suite) -> dict[str, str]:
     """Each env of the suite (as written) -> its folder name under OUT (its spec id)."""
-    from .cmdp import load_spec
-    return {env: env_folder_name(load_spec(env).id) for env in suite.envs}
+    return {env: env_id(env) for env in suite.envs}
 
 
 def portable(env: str) -> str:

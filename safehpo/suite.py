@@ -112,24 +112,30 @@ def parse_suite(raw: Any, where: str, base_dir: Path | None = None) -> Suite:
     seeds = parse_seeds(raw["seeds"], f"{where}: field 'seeds'")
     numbers = {key: parse_int(raw[key], f"{where}: field '{key}'", minimum=0 if key == "learning_starts" else 1)
                for key in _RUN_FIELDS if key in raw}
-    overrides = _overrides(raw.get("overrides") or {}, where, "overrides")
-    env_overrides = raw.get("env_overrides") or {}
+    overrides = _overrides(_none_empty(raw.get("overrides")), where, "overrides")
+    env_overrides = _none_empty(raw.get("env_overrides"))
     if not (isinstance(env_overrides, dict) and all(isinstance(k, str) for k in env_overrides)):
         raise ConfigError(f"{where}: field 'env_overrides': expected a mapping of env -> hyperparameters, "
                           f"got {env_overrides!r}")
-    by_env = {}
-    for env, values in env_overrides.items():
-        if env not in raw["envs"]:
-            raise ConfigError(f"{where}: field 'env_overrides.{env}': not one of the suite's envs "
-                              f"({', '.join(raw['envs'])})")
-        by_env[envs[raw["envs"].index(env)]] = _overrides(values or {}, where, f"env_overrides.{env}")
     suite = Suite(name=name, description=description.strip(), envs=envs, algos=algos, seeds=seeds,
-                  overrides=overrides, env_overrides=by_env, where=where, **numbers)
+                  overrides=overrides, where=where, **numbers)
     cfg = suite.base_config()  # checks every override's key and value
-    checked = {env: suite.base_config(env) for env in by_env}
-    return _replace(suite, overrides={key: getattr(cfg, key) for key in suite.overrides},
-                    env_overrides={env: {key: getattr(checked[env], key) for key in values}
-                                   for env, values in by_env.items()})
+    by_env = {}
+    for written, values in env_overrides.items():  # each env's own values, checked on top of `overrides`
+        if written not in raw["envs"]:
+            raise ConfigError(f"{where}: field 'env_overrides.{written}': not one of the suite's envs "
+                              f"({', '.join(raw['envs'])})")
+        field_name = f"env_overrides.{written}"
+        values = _overrides(_none_empty(values), where, field_name)
+        own = apply_overrides(cfg, values, f"{where}: field '{field_name}'")
+        by_env[envs[raw["envs"].index(written)]] = {key: getattr(own, key) for key in values}
+    return _replace(suite, overrides={key: getattr(cfg, key) for key in suite.overrides}, env_overrides=by_env)
+
+
+def _none_empty(value: Any) -> Any:
+    """An absent or empty (`key:` with nothing after it) mapping field is {}; anything else is
+    checked as written (so `[]` or `0` is refused, not read as nothing)."""
+    return {} if value is None else value
 
 
 def _overrides(raw: Any, where: str, field_name: str) -> dict[str, Any]:
@@ -158,8 +164,9 @@ def resolve(suite: Suite, envs: list[str] | None = None, algos: list[str] | None
     if envs:
         check_envs(envs, "--env")
         changes["envs"] = _unique(envs, "--env")
-        own = {_env_id(env): values for env, values in suite.env_overrides.items()}
-        changes["env_overrides"] = {env: own[_env_id(env)] for env in changes["envs"] if _env_id(env) in own}
+        own = {env_id(env): values for env, values in suite.env_overrides.items()}
+        picked = {env: env_id(env) for env in changes["envs"]}
+        changes["env_overrides"] = {env: own[i] for env, i in picked.items() if i in own}
     if algos:
         check_algos(algos, "--algos")
         changes["algos"] = _unique(algos, "--algos")
@@ -182,12 +189,16 @@ def resolve(suite: Suite, envs: list[str] | None = None, algos: list[str] | None
                          overrides={**suite.overrides, **{k: getattr(cfg, k) for k in keys if k not in _RUN_FIELDS}},
                          env_overrides={env: {k: v for k, v in values.items() if k not in keys}
                                         for env, values in suite.env_overrides.items()})
-    for env in (None, *suite.envs):  # the merged result must still be a valid Config for every env
-        suite.base_config(env)
+    try:
+        for env in (None, *suite.envs):  # the merged result must still be a valid Config for every env
+            suite.base_config(env)
+    except ConfigError as e:
+        raise ConfigError(f"{e} (with {' '.join('--set ' + item for item in sets)})" if sets else str(e)) from None
     return suite
 
 
-def _env_id(env: str) -> str:
+def env_id(env: str) -> str:
+    """An env's folder name under OUT: its spec's id, made safe as a folder name."""
     from .cmdp import load_spec
     return env_folder_name(load_spec(env).id)
 

@@ -82,6 +82,9 @@ def test_shipped_suites_load():
     ({"env_overrides": {"halfcheetah-speed": {"seed": 1}}}, "field 'env_overrides.halfcheetah-speed.seed'"),
     ({"env_overrides": {"halfcheetah-speed": {"steps": 9}}}, "field 'env_overrides.halfcheetah-speed.steps'"),
     ({"env_overrides": ["halfcheetah-speed"]}, "field 'env_overrides'"),
+    ({"env_overrides": []}, "field 'env_overrides'"),                  # empty, but not a mapping
+    ({"env_overrides": {"halfcheetah-speed": 0}}, "field 'env_overrides.halfcheetah-speed'"),
+    ({"overrides": []}, "field 'overrides'"),
 ])
 def test_bad_suite_is_one_line_naming_file_and_field(tmp_path, change, field):
     path = write_suite(tmp_path / "suite.yaml", "halfcheetah-speed")
@@ -171,6 +174,27 @@ def test_env_overrides_reach_only_their_env_and_flags_win(speed_spec, torque_spe
     flagged = {r.env: r.config for r in expand(resolve(suite, sets=["lambda_min=0.2"]), tmp_path)}
     assert flagged["cheetah-speed-short"].lambda_min == flagged["cheetah-torque-short"].lambda_min == 0.2
     assert flagged["cheetah-speed-short"].budget_margin == 0.1
+    # a copy of the spec under another name has the same id: picked by it, the env keeps its values
+    other = tmp_path / "elsewhere" / "same-speed.yaml"
+    other.parent.mkdir()
+    shutil.copy(speed_spec, other)
+    picked = resolve(suite, envs=[str(other)])
+    assert list(picked.env_overrides) == [str(other)] and expand(picked, tmp_path)[0].config.lambda_min == 0.15
+    # the suite.yaml a bench writes for one env makes the same runs when loaded again
+    out = tmp_path / "one-env.yaml"
+    out.write_text(yaml.safe_dump(alone.to_dict(), sort_keys=False))
+    assert expand(load_suite(str(out)), tmp_path / "out")[0].config == speed
+
+
+def test_env_overrides_errors_name_the_env_as_the_file_writes_it(speed_spec, tmp_path):
+    shutil.copy(speed_spec, tmp_path / "spec.yaml")   # a spec next to the suite, named relative to it
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "envs": ["spec.yaml"], "algos": ["sac-lag"], "seeds": 1,
+                                    "steps": 300, "learning_starts": 100,
+                                    "env_overrides": {"spec.yaml": {"lambda_min": -1}}}))
+    with pytest.raises(ConfigError, match=r"field 'env_overrides\.spec\.yaml': 'lambda_min'") as e:
+        load_suite(str(path))
+    assert "\n" not in str(e.value)
 
 
 # ---- running a grid ---------------------------------------------------------------------------
