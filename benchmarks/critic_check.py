@@ -48,11 +48,10 @@ def main() -> int:
     from safehpo.config import ConfigError
 
     try:
-        cfg, spec, agent = load_run(args.run, "critic_check", args.checkpoint)
+        cfg, spec, agent, step = load_run(args.run, "critic_check", args.checkpoint)
     except ConfigError as e:  # no such run, no checkpoint: one line
         print(e, file=sys.stderr)
         return 2
-    step = torch.load(args.checkpoint or args.run / "checkpoint.pt", map_location="cpu", weights_only=False)["step"]
     env = make_env(spec)
     if not agent.uses_cost:
         print("this run has no cost critic")
