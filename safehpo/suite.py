@@ -1,8 +1,8 @@
 """Benchmark suites: a suite YAML in `benchmarks/` (or any file) names the envs, algorithms,
 seeds, the step budget and hyperparameter overrides of a grid (`overrides` for every run,
-`env_overrides` for the runs of one env, e.g. a task's own multiplier floor). Loading checks every field (a bad
-file is one line naming the file and the field); `resolve` applies the command-line flags.
-A benchmark is data, not a script.
+`env_overrides` for the runs of one env, e.g. a task's own multiplier floor). Loading checks
+every field (a bad file is one line naming the file and the field); `resolve` applies the
+command-line flags. A benchmark is data, not a script.
 """
 
 from __future__ import annotations
