@@ -4,12 +4,12 @@
 
 Each argument is a folder of environment folders (each with the summary.csv that `safehpo plot`
 writes), optionally `=SUFFIX`, appended to the algorithm's name; `{settings}` in a suffix is each
-run's own settings that differ from the defaults (the settings its report lists, here as e.g. "lambda_min
-0.15"), so a folder whose envs ran with different values labels each row with its own. Columns: the training cost of
-the second half of the run (the episodes ending after half its planned steps; per env step for an
-average budget, the level the multiplier holds), over the last 10% of training episodes (for an
-average budget also per env step), the episodes over budget, the final deterministic
-evaluation's return / cost. Rows by environment, then folder,
+run's own settings that differ from the defaults (the settings its report lists, here as e.g.
+"lambda_min 0.15"), so a folder whose envs ran with different values labels each row with its
+own. Columns: the training cost of the second half of the run (the episodes ending after half
+its planned steps; per env step for an average budget, the level the multiplier holds), over
+the last 10% of training episodes (for an average budget also per env step), the episodes over
+budget, the final deterministic evaluation's return / cost. Rows by environment, then folder,
 algorithm and seed.
 """
 
@@ -53,7 +53,8 @@ def rows(folders: list[tuple[Path, str]]) -> list[str]:
                               if r.get("eval_return") and r.get("eval_cost") else "-")
                 label = suffix
                 if "{settings}" in suffix:
-                    label = suffix.replace("{settings}", run_settings(folder / env / r["algo"] / seed_folder(int(r["seed"]))))
+                    run = folder / env / r["algo"] / seed_folder(int(r["seed"]))
+                    label = suffix.replace("{settings}", run_settings(run))
                 out.append(f"| {env} ({budget}) | {r['algo']}{label} | {r['seed']} | {half} | {cost} | "
                            f"{r['cumulative_violations']} of {r['episodes']} | {evaluation} |")
     return out
