@@ -32,7 +32,8 @@ import numpy as np
 from safehpo.agent import Agent
 from safehpo.cmdp import load_spec, make_env
 from safehpo.config import Config
-from safehpo.train import episode_seed, train
+from safehpo.evaluation import evaluation_seed
+from safehpo.train import train
 
 SPEC = "pendulum"
 
@@ -48,7 +49,7 @@ def random_return(cfg: Config, episodes: int) -> float:
     """Mean return of a uniform random policy on the episode starts of the run's first evaluation."""
     env = make_env(load_spec(cfg.env))
     rng = np.random.default_rng(0)
-    seed = episode_seed(cfg.seed + 7919, 0)  # train.py's evaluation seeds
+    seed = evaluation_seed(cfg.seed, 0, episodes)  # the episode starts of the run's first evaluation
     returns = []
     for i in range(episodes):
         env.reset(seed=seed + i)

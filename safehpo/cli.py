@@ -124,6 +124,14 @@ def cmd_plot_actions(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    """Play a trained run's policy and print each episode's return and cost."""
+    from .evaluation import evaluate_run
+    print(evaluate_run(args.run_dir, episodes=args.episodes, seed=args.seed, stochastic=args.stochastic,
+                       filtered=args.filtered).format())
+    return 0
+
+
 def refuse_flag_overrides(items: list[str], flags: dict[str, str]) -> None:
     """`--set key=value` must not set what a flag of its own sets (one would silently win)."""
     for item in items:
@@ -183,6 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--samples", type=_positive_int, default=1000, help="actions drawn per policy (default 1000)")
     pa.add_argument("--out", default=None, metavar="FILE", help=f"PNG to write (default RUN_DIR/{ACTIONS_FILE})")
     pa.set_defaults(func=cmd_plot_actions)
+    ev = sub.add_parser("evaluate", help="play a trained run's policy for more episodes: each episode's "
+                        "return, cost and length")
+    ev.add_argument("run_dir", help="a run folder (the --out of `safehpo train`: config.yaml, checkpoint.pt)")
+    ev.add_argument("--episodes", type=_positive_int, default=None,
+                    help="episodes to play (default: the run's eval_episodes)")
+    ev.add_argument("--seed", type=_non_negative_int, default=None,
+                    help="reset seed of the first episode, i + seed of episode i (default: that of the "
+                    "evaluation the run took at its checkpoint, so a finished run's first eval_episodes "
+                    "episodes are those of eval.csv's last row)")
+    ev.add_argument("--stochastic", action="store_true",
+                    help="draw each action from the policy instead of taking its mean")
+    ev.add_argument("--filtered", action="store_true",
+                    help="through the Lyapunov filter: the deployed policy of a filtered algorithm")
+    ev.set_defaults(func=cmd_evaluate)
     return p
 
 

@@ -157,6 +157,11 @@ def lagrangian_cost_units(spec: EnvSpec, gamma: float, relative: bool) -> tuple[
     return unit, (spec.budget.threshold if spec.budget.kind == "average" else 0.0)
 
 
+def episode_seed(seed: int, episode: int) -> int:
+    """The reset seed of episode `episode` of a run seeded with `seed`."""
+    return (seed * 1_000_003 + episode) % (2**31)
+
+
 def episode_cost_measure(costs: np.ndarray, kind: str, gamma: float) -> float:
     """J_C of one finished episode in the budget's kind.
 

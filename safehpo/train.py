@@ -21,9 +21,9 @@ from .algos import check_algo
 from .algorithm import Algorithm, make_agent
 from .atomic import write_atomic
 from .buffer import ReplayBuffer
-from .cmdp import EnvSpec, episode_cost_measure, load_spec, make_env
+from .cmdp import EnvSpec, episode_cost_measure, episode_seed, load_spec, make_env
 from .config import Config, ConfigError, resolve_device, validate, writable_folder
-from .random_stream import RandomStream
+from .evaluation import evaluation_row, evaluation_seed
 from .runfolder import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, CONFIG_FILE, EVAL_COLUMNS, EVAL_FILE, config_mismatch,
                         PROGRESS_COLUMNS, PROGRESS_FILE, RESUMABLE_CHANGES, STATUS_EVERY_S, CsvLog, git_revision,
                         package_versions, save_checkpoint, spec_summary)
@@ -76,54 +76,6 @@ def end_episode(agent: Algorithm, spec: EnvSpec, gamma: float, costs: np.ndarray
     if not agent.healthy():
         raise TrainingDiverged(f"NaN or infinite loss {where}")
     return ep_cost
-
-
-def episode_seed(seed: int, episode: int) -> int:
-    return (seed * 1_000_003 + episode) % (2**31)
-
-
-def evaluate(agent: Algorithm, env, spec: EnvSpec, gamma: float, episodes: int, seed: int,
-             filtered: bool = False) -> dict:
-    """Returns and costs (cost in the budget's kind) of the deterministic policy on a separate env.
-
-    The protocol is the same for every algorithm: the base policy's mean action (refined by the
-    explore chain with rho_0 = 0 where the algorithm has one), without the filter. filtered: the
-    deployed policy of a filtered algorithm, Algorithm 3 from (mean, rho_0 = 0); its momentum noise
-    after a rejection makes it stochastic. Its rejections are counted apart from training's.
-    """
-    lyapunov = agent.filter.for_evaluation() if filtered else None  # neither the training's eps_L nor its audit
-    returns, costs = [], []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        if filtered:
-            agent.episode_start(obs, lyapunov)
-        done, ret, step_costs = False, 0.0, []
-        while not done:
-            obs, r, term, trunc, info = env.step(agent.act(obs, deterministic=True, filtered=filtered,
-                                                           lyapunov=lyapunov))
-            ret += float(r)
-            step_costs.append(float(info["cost"]))
-            done = term or trunc
-        returns.append(ret)
-        costs.append(episode_cost_measure(np.asarray(step_costs), spec.measure_kind, gamma))
-    row = {"return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
-           "cost_mean": float(np.mean(costs)), "cost_std": float(np.std(costs))}
-    if filtered:
-        row["rejected"] = lyapunov.audit.rejected
-    return row
-
-
-def evaluation_row(agent: Algorithm, env, spec: EnvSpec, gamma: float, episodes: int, seed: int) -> dict:
-    """An eval.csv row: the unfiltered deterministic policy, and where the filter is on the same
-    episode starts with it."""
-    row = evaluate(agent, env, spec, gamma, episodes, seed)
-    if agent.filter_on:
-        # the filter's momentum noise from a stream of the evaluation's own seed: training's random
-        # stream does not depend on when or how long it evaluates
-        with agent.drawing_from(RandomStream(seed, agent.device)):
-            filtered = evaluate(agent, env, spec, gamma, episodes, seed, True)
-        row.update({f"filtered_{k}": v for k, v in filtered.items()})
-    return {**{c: "" for c in EVAL_COLUMNS if c != "step"}, **row}
 
 
 def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = True,
@@ -250,7 +202,7 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
 
             if step % cfg.eval_interval == 0 or step == cfg.steps:
                 row = evaluation_row(agent, eval_env, spec, cfg.gamma, cfg.eval_episodes,
-                                     seed=episode_seed(cfg.seed + 7919, n_evals * cfg.eval_episodes))
+                                     seed=evaluation_seed(cfg.seed, n_evals, cfg.eval_episodes))
                 eval_log.append({"step": step, **row})
                 n_evals += 1
 
