@@ -48,7 +48,7 @@ def main() -> int:
     from safehpo.config import ConfigError
 
     try:
-        cfg, spec, agent, step = load_run(args.run, "critic_check", args.checkpoint)
+        cfg, spec, agent, step, _ = load_run(args.run, "critic_check", args.checkpoint)
     except ConfigError as e:  # no such run, no checkpoint: one line
         print(e, file=sys.stderr)
         return 2

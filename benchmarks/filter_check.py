@@ -56,7 +56,7 @@ def inspect(run: Path, checkpoint: Path | None = None, episodes: int = 3, seed: 
     from safehpo.actions import load_run
     from safehpo.cmdp import make_env
 
-    cfg, spec, agent, step = load_run(run, "filter_check", checkpoint)
+    cfg, spec, agent, step, _ = load_run(run, "filter_check", checkpoint)
     env = make_env(spec)
     if agent.filter is None:
         raise SystemExit(f"{run}: this run has no Lyapunov filter")

@@ -7,7 +7,7 @@ the CPU.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -23,10 +23,18 @@ from .runfolder import ACTIONS_FILE, CHECKPOINT_FILE, CONFIG_FILE, with_legacy_d
 Q_GRID = 121   # points per axis of the Q_lambda contour
 
 
-def load_run(run_dir: Path | str, where: str = "run", checkpoint: Path | str | None = None) -> tuple[Any, Any, Any, int]:
-    """(Config, EnvSpec, Agent, step) of a run folder: config.yaml rebuilt into a Config, the agent
-    built as `safehpo.train` builds it and loaded from checkpoint.pt (or `checkpoint`, a copy of
-    one of the run's earlier checkpoints), on the CPU.
+class LoadedRun(NamedTuple):
+    cfg: Any        # Config
+    spec: Any       # EnvSpec
+    agent: Any      # Agent, on the CPU
+    step: int       # env steps at the checkpoint
+    evals: int      # evaluations the run had taken by then (eval.csv's rows at the checkpoint)
+
+
+def load_run(run_dir: Path | str, where: str = "run", checkpoint: Path | str | None = None) -> LoadedRun:
+    """A run folder's config.yaml rebuilt into a Config, and the agent built as `safehpo.train`
+    builds it and loaded from checkpoint.pt (or `checkpoint`, a copy of one of the run's earlier
+    checkpoints), on the CPU.
 
     Raises ConfigError (one line) if the folder, config.yaml or checkpoint.pt is missing or unreadable.
     """
@@ -72,7 +80,7 @@ def load_run(run_dir: Path | str, where: str = "run", checkpoint: Path | str | N
     except (KeyError, RuntimeError, ValueError) as e:
         raise ConfigError(f"{ckpt_path}: does not match config.yaml ({type(e).__name__}: "
                           f"{str(e).splitlines()[0]})") from None
-    return cfg, spec, agent, int(state["step"])
+    return LoadedRun(cfg, spec, agent, int(state["step"]), int(state.get("evals", 0)))
 
 
 def run_state(spec: Any, seed: int, index: int = 0) -> np.ndarray:
@@ -169,7 +177,7 @@ def plot_actions(run_dir: Path | str, state_index: int = 0, dims: str | tuple[in
     Gaussian algorithm (no chain), a folder that is not a run, or bad dims.
     """
     run_dir = Path(run_dir)
-    cfg, spec, agent, _ = load_run(run_dir, "plot-actions")
+    cfg, spec, agent, *_ = load_run(run_dir, "plot-actions")
     if not agent.algo.hamiltonian:
         raise ConfigError(f"plot-actions {run_dir}: {cfg.algo} is a Gaussian policy, there is no "
                           "Hamiltonian chain to plot")

@@ -198,8 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="episodes to play (default: the run's eval_episodes)")
     ev.add_argument("--seed", type=_non_negative_int, default=None,
                     help="reset seed of the first episode, i + seed of episode i (default: that of the "
-                    "evaluation the run took at its checkpoint, so a finished run's first eval_episodes "
-                    "episodes are those of eval.csv's last row)")
+                    "run's last evaluation before its checkpoint; for a finished run eval.csv's last row)")
     ev.add_argument("--stochastic", action="store_true",
                     help="draw each action from the policy instead of taking its mean")
     ev.add_argument("--filtered", action="store_true",

@@ -88,12 +88,6 @@ def evaluation_row(agent: Algorithm, env, spec: EnvSpec, gamma: float, episodes:
     return {**{c: "" for c in EVAL_COLUMNS if c != "step"}, **row}
 
 
-def last_evaluation_index(steps_done: int, eval_interval: int) -> int:
-    """The index of the evaluation a run takes at step `steps_done` (one every `eval_interval`
-    steps and one at its last step): the number of evaluations before it."""
-    return (steps_done - 1) // eval_interval
-
-
 @dataclass
 class Evaluation:
     """What `safehpo evaluate` played: the policy, where, and its episodes."""
@@ -123,16 +117,16 @@ class Evaluation:
 def evaluate_run(run_dir: Path | str, episodes: int | None = None, seed: int | None = None,
                  stochastic: bool = False, filtered: bool = False) -> Evaluation:
     """`safehpo evaluate`: the policy of a run folder's checkpoint, played `episodes` episodes
-    (default: the run's eval_episodes) from `seed` (default: the seed of the evaluation the run
-    took at its checkpoint's step, so that for a finished run the first eval_episodes episodes
-    are those of eval.csv's last row)."""
+    (default: the run's eval_episodes) from `seed` (default: the first reset seed of the last
+    evaluation the run took before its checkpoint; for a finished run, eval.csv's last row, whose
+    episodes the first eval_episodes replay when the run trained on the CPU)."""
     from .actions import load_run  # the agent rebuilt on the CPU
-    cfg, spec, agent, step = load_run(run_dir)
+    cfg, spec, agent, step, evals = load_run(run_dir, "evaluate")
     if filtered and not agent.filter_on:
         raise ConfigError(f"evaluate {run_dir}: --filtered: {cfg.algo} has no Lyapunov filter")
     episodes = episodes or cfg.eval_episodes
     if seed is None:
-        seed = evaluation_seed(cfg.seed, last_evaluation_index(step, cfg.eval_interval), cfg.eval_episodes)
+        seed = evaluation_seed(cfg.seed, max(evals - 1, 0), cfg.eval_episodes)
     env = make_env(spec)
     try:
         # every draw (the policy's noise, the filter's momentum) from a stream of the evaluation's seed

@@ -50,7 +50,11 @@ METHOD_PARAGRAPHS = (
     "is the deployed policy of a filtered algorithm (sac-hpo, hpo-conv, hpo-explore, "
     "hpo-nomomentum in a constrained environment): Algorithm 3 of the Lyapunov filter started "
     "from the mean action; its rejections during those episodes are counted apart from "
-    "training's. Evaluation costs are in the budget's kind.",
+    "training's. Evaluation costs are in the budget's kind. One evaluation is one moment of a "
+    "policy that keeps changing: the per-seed column 'evaluations over budget, second half' counts, "
+    "of the evaluations after half the run's planned steps, those whose mean cost (filter off) "
+    "exceeded the budget, so a final evaluation can be read as typical of the run or not; "
+    "`safehpo evaluate RUN_DIR --episodes N` plays a run's final policy for more episodes.",
 
     "Per algorithm, only finished runs (status.json state \"done\") enter the means; unfinished "
     "ones (running, interrupted, failed, not started) are listed in the per-seed tables with the "
@@ -186,6 +190,12 @@ def settings_text(runs: Sequence[RunRecord]) -> str:
         return "Settings: the defaults of safehpo/config.py for every algorithm."
     return ("Settings that differ from the defaults of safehpo/config.py (config.yaml of each run): "
             + "; ".join(lines) + ".")
+
+
+def _evals_over_cell(r: dict) -> str:
+    """'k of n': of a run's evaluations in the second half, those over the budget (filter off)."""
+    n, over = r.get("second_half_evals"), r.get("second_half_evals_over")
+    return f"{over} of {n}" if n and over is not None else "-"
 
 
 def method_text(table: Sequence[dict]) -> str:
@@ -327,10 +337,12 @@ def write_report(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -
                   field_text(r["eval_episodes"]) or "-", fixed_text(r["eval_return"], 1),
                   fixed_text(r["eval_cost"], 3), filtered(r, fixed_text(r["eval_filtered_return"], 1)),
                   filtered(r, fixed_text(r["eval_filtered_cost"], 3)),
-                  filtered(r, field_text(r["eval_filtered_rejected"]) or "-")] for r in summary]
+                  filtered(r, field_text(r["eval_filtered_rejected"]) or "-"),
+                  _evals_over_cell(r)] for r in summary]
     parts += [md_table(["algo", "seed", "status", "eval step", "episodes", "return, filter off",
                          "cost, filter off", "return, filter on", "cost, filter on",
-                         "rejected, filter on"], seed_rows, right_from=3), ""]
+                         "rejected, filter on", "evaluations over budget, second half"], seed_rows,
+                       right_from=3), ""]
 
     captions = {
         "return_vs_violation.png": "Final training return vs training cost and vs cumulative violations",

@@ -33,7 +33,7 @@ SUMMARY_COLUMNS = ("algo", "seed", "status", "reason", "final_return", "final_co
                    "planned_steps", "episodes", "train_cost_mean", "final_lambda", "final_alpha",
                    "eval_step", "eval_episodes", "eval_return", "eval_cost",
                    "eval_filtered_return", "eval_filtered_cost", "eval_filtered_rejected",
-                   "final_cost_per_step", "second_half_cost")
+                   "final_cost_per_step", "second_half_cost", "second_half_evals", "second_half_evals_over")
 FINAL_FRACTION = 0.1   # final return/cost: mean over the last 10% of training episodes
 
 
@@ -87,6 +87,19 @@ def second_half_cost(run: RunRecord) -> float | None:
     return final_step_mean(run.column("cost")[keep], run.column("length")[keep], fraction=1.0)
 
 
+def second_half_evaluations(run: RunRecord, threshold: float | None) -> tuple[int, int | None]:
+    """(evaluations taken in the second half of the run's planned steps, how many of them have a
+    cost over the budget): the deterministic policy without the filter, as eval.csv records it.
+    One evaluation is one moment of the policy; this says whether the last one is typical."""
+    horizon = run.planned_steps or run.steps
+    steps, costs = run.eval_column("step"), run.eval_column("cost_mean")
+    if not horizon or steps.size == 0:
+        return 0, None
+    keep = (steps > horizon / 2) & ~np.isnan(costs)
+    n = int(keep.sum())
+    return n, (int((costs[keep] > threshold).sum()) if threshold is not None and n else None)
+
+
 def _nanmean(values: np.ndarray) -> float | None:
     v = values[~np.isnan(values)]
     return float(v.mean()) if v.size else None
@@ -114,7 +127,8 @@ def run_summary(run: RunRecord) -> dict:
     Learned policy (the last eval.csv row): eval_return / eval_cost: the deterministic policy
     without the filter; eval_filtered_*: with the filter (empty for unfiltered algorithms and for
     eval.csv files from before the filtered columns); eval_step: that row's step; eval_episodes:
-    config.yaml's eval_episodes.
+    config.yaml's eval_episodes; second_half_evals / second_half_evals_over: see
+    `second_half_evaluations`.
 
     The key eval_has_filtered (not a CSV column) says whether eval.csv has the filtered columns.
     """
@@ -138,6 +152,7 @@ def run_summary(run: RunRecord) -> dict:
                    eval_filtered_rejected=nan_none(last_eval["filtered_rejected"]))
         if row["eval_filtered_rejected"] is not None:
             row["eval_filtered_rejected"] = int(round(row["eval_filtered_rejected"]))
+        row["second_half_evals"], row["second_half_evals_over"] = second_half_evaluations(run, threshold)
     if run.episodes == 0:
         return row
     row["final_return"] = final_mean(run.column("return"))

@@ -218,6 +218,26 @@ def test_average_budget_reports_the_cost_per_step_of_the_last_episodes(tmp_path)
                                           "Safety during training")
 
 
+def test_second_half_evaluations_over_the_budget(tmp_path):
+    # evaluations every 2,000 of 10,000 planned steps: 6,000 to 10,000 are the second half; two of
+    # those three exceed the budget of 25 (5,000 is not after half, 4,000's 90 is in the first half)
+    evals = [dict(step=s, return_mean=1.0, return_std=0, cost_mean=c, cost_std=0)
+             for s, c in [(2000, 90.0), (4000, 90.0), (5000, 30.0), (6000, 26.0), (8000, 25.0), (10000, 40.0)]]
+    rows = [dict(step=1000 * (i + 1), episode=i, length=1000, cost=10.0) for i in range(10)]
+    write_run(tmp_path / "toy", "sac-lag", 0, rows, eval_rows=evals,
+              status={"state": "done", "reason": None, "steps_done": 10_000})
+    write_run(tmp_path / "toy", "sac-lag", 1, rows, eval_rows=evals[:2],
+              status={"state": "done", "reason": None, "steps_done": 10_000})
+    first, second = summarise(tmp_path / "toy")
+    assert (first["second_half_evals"], first["second_half_evals_over"]) == (3, 2)
+    assert (second["second_half_evals"], second["second_half_evals_over"]) == (0, None)
+    policy = section(write_report(tmp_path / "toy").read_text(), "Per seed: learned policy")
+    assert "evaluations over budget, second half" in policy
+    cells = {line.split("|")[2].strip(): line.strip(" |").split("|")[-1].strip()
+             for line in policy.splitlines() if line.startswith("| sac-lag |")}
+    assert cells == {"0": "2 of 3", "1": "-"}  # seed 1: no evaluation in the second half
+
+
 def test_final_mean_takes_at_least_the_last_episode():
     assert final_mean(np.array([1.0, 2.0, 9.0])) == 9.0          # 10% of 3 -> 1
     assert final_mean(np.arange(15.0)) == pytest.approx(13.5)   # 10% of 15 -> 2

@@ -88,7 +88,7 @@ def test_not_a_run_exits_2(hpo_run, tmp_path, capsys):
 
 
 def test_load_run_restores_the_trained_agent(hpo_run):
-    cfg, spec, agent, step = actions.load_run(hpo_run)
+    cfg, spec, agent, step, _ = actions.load_run(hpo_run)
     state = torch.load(hpo_run / "checkpoint.pt", map_location="cpu", weights_only=False)
     saved = state["agent"]
     assert step == state["step"] == 250                  # the step the checkpoint was written at
@@ -112,7 +112,7 @@ def test_load_run_reads_a_checkpoint_of_the_previous_format(hpo_run, tmp_path):
     state["agent"]["alpha_opt"] = {"state": {0: opt["state"].pop(last)}, "param_groups": [
         {**opt["param_groups"][0], "params": [0]}]}
     torch.save(state, old / "checkpoint.pt")
-    cfg, _, agent, _ = actions.load_run(old)
+    cfg, _, agent, *_ = actions.load_run(old)
     assert cfg.algo == "sac-hpo"
     assert float(agent.log_alpha.detach()) == float(state["agent"]["log_alpha"])
     with pytest.raises(ValueError):  # the optimisers themselves do not fit: resume refuses the format
@@ -120,7 +120,7 @@ def test_load_run_reads_a_checkpoint_of_the_previous_format(hpo_run, tmp_path):
 
 
 def test_samples_are_paired_and_the_chain_moves_them(hpo_run):
-    cfg, spec, agent, _ = actions.load_run(hpo_run)
+    cfg, spec, agent, *_ = actions.load_run(hpo_run)
     obs = actions.run_state(spec, cfg.seed)
     drawn = actions.action_samples(agent, obs, 256)
     moved = np.abs(drawn["chain"] - drawn["base"]).mean(0)
@@ -134,7 +134,7 @@ def test_samples_are_paired_and_the_chain_moves_them(hpo_run):
 
 
 def test_q_grid_is_the_agents_q_lambda(hpo_run):
-    cfg, spec, agent, _ = actions.load_run(hpo_run)
+    cfg, spec, agent, *_ = actions.load_run(hpo_run)
     agent.multiplier.value = 0.7  # a nonzero multiplier: the cost critic enters Q_lambda
     obs = actions.run_state(spec, cfg.seed, 3)
     anchor = np.linspace(-0.5, 0.5, agent.act_dim).astype(np.float32)
