@@ -9,8 +9,9 @@ run's own settings that differ from the defaults (the settings its report lists,
 own. Columns: the training cost of the second half of the run (the episodes ending after half
 its planned steps; per env step for an average budget, the level the multiplier holds), over
 the last 10% of training episodes (for an average budget also per env step), the episodes over
-budget, the final deterministic evaluation's return / cost. Rows by environment, then folder,
-algorithm and seed.
+budget, the final deterministic evaluation's return / cost, and how many of the run's
+evaluations after half its planned steps were over the budget (whether the final one is typical).
+Rows by environment, then folder, algorithm and seed.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from safehpo.report import changed_settings
 from safehpo.runfolder import read_config, seed_folder, setting_text
 
 HEADER = ("| env (budget) | algo | seed | training cost, second half | training cost, last 10% | "
-          "episodes over budget | evaluation: return / cost |\n"
-          "|---|---|---:|---:|---:|---:|---:|")
+          "episodes over budget | evaluation: return / cost | evaluations over budget, second half |\n"
+          "|---|---|---:|---:|---:|---:|---:|---:|")
 ALGO_ORDER = list(ALGOS)  # rows in safehpo's algorithm order, unknown names last
 
 
@@ -51,12 +52,14 @@ def rows(folders: list[tuple[Path, str]]) -> list[str]:
                 budget = f"{float(r['budget']):g} {r['budget_kind']}" if r["budget"] else "none"
                 evaluation = (f"{float(r['eval_return']):.0f} / {float(r['eval_cost']):.1f}"
                               if r.get("eval_return") and r.get("eval_cost") else "-")
+                evals = (f"{r['second_half_evals_over']} of {r['second_half_evals']}"
+                         if r.get("second_half_evals") not in (None, "", "0") and r.get("second_half_evals_over") else "-")
                 label = suffix
                 if "{settings}" in suffix:
                     run = folder / env / r["algo"] / seed_folder(int(r["seed"]))
                     label = suffix.replace("{settings}", run_settings(run))
                 out.append(f"| {env} ({budget}) | {r['algo']}{label} | {r['seed']} | {half} | {cost} | "
-                           f"{r['cumulative_violations']} of {r['episodes']} | {evaluation} |")
+                           f"{r['cumulative_violations']} of {r['episodes']} | {evaluation} | {evals} |")
     return out
 
 

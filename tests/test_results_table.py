@@ -12,7 +12,7 @@ from safehpo.config import Config
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "results_table.py"
 COLUMNS = ["algo", "seed", "status", "budget", "budget_kind", "final_cost", "final_cost_per_step", "second_half_cost",
-           "cumulative_violations", "episodes", "eval_return", "eval_cost"]
+           "cumulative_violations", "episodes", "eval_return", "eval_cost", "second_half_evals", "second_half_evals_over"]
 
 
 def write_env(root, env, settings, kind="sum"):
@@ -23,7 +23,8 @@ def write_env(root, env, settings, kind="sum"):
         for seed, (status, config) in enumerate(settings):
             writer.writerow({"algo": "sac-lag", "seed": seed, "status": status, "budget": 25, "budget_kind": kind,
                              "final_cost": 20 + seed, "final_cost_per_step": "", "second_half_cost": 21.04,
-                             "cumulative_violations": 3, "episodes": 10, "eval_return": 1000.4, "eval_cost": 0})
+                             "cumulative_violations": 3, "episodes": 10, "eval_return": 1000.4, "eval_cost": 0,
+                             "second_half_evals": 5, "second_half_evals_over": seed})
             run = root / env / "sac-lag" / f"seed-{seed}"
             run.mkdir(parents=True)
             (run / "config.yaml").write_text(yaml.safe_dump({**Config().to_dict(), "seed": seed, **config}))
@@ -40,9 +41,9 @@ def test_each_row_carries_its_own_runs_settings(tmp_path):
     rc, lines, err = table(f"{tmp_path / 'tuned'}=, {{settings}}")
     assert rc == 0, err
     assert lines[2:] == [
-        "| fast (25 sum) | sac-lag, lambda_min 0.15 | 0 | 21.0 | 20.0 | 3 of 10 | 1000 / 0.0 |",  # seed 1 unfinished
-        "| slow (25 sum) | sac-lag, hidden 64, budget_margin 0.1 | 0 | 21.0 | 20.0 | 3 of 10 | 1000 / 0.0 |",
-        "| slow (25 sum) | sac-lag, defaults | 1 | 21.0 | 21.0 | 3 of 10 | 1000 / 0.0 |"]
+        "| fast (25 sum) | sac-lag, lambda_min 0.15 | 0 | 21.0 | 20.0 | 3 of 10 | 1000 / 0.0 | 0 of 5 |",  # seed 1 unfinished
+        "| slow (25 sum) | sac-lag, hidden 64, budget_margin 0.1 | 0 | 21.0 | 20.0 | 3 of 10 | 1000 / 0.0 | 0 of 5 |",
+        "| slow (25 sum) | sac-lag, defaults | 1 | 21.0 | 21.0 | 3 of 10 | 1000 / 0.0 | 1 of 5 |"]
     rc, lines, _ = table(f"{tmp_path / 'tuned'}=, fixed")
     assert {line.split(" | ")[1] for line in lines[2:]} == {"sac-lag, fixed"}
 
