@@ -52,8 +52,9 @@ def rows(folders: list[tuple[Path, str]]) -> list[str]:
                 budget = f"{float(r['budget']):g} {r['budget_kind']}" if r["budget"] else "none"
                 evaluation = (f"{float(r['eval_return']):.0f} / {float(r['eval_cost']):.1f}"
                               if r.get("eval_return") and r.get("eval_cost") else "-")
+                # empty unless the run has second-half evaluations and a budget
                 evals = (f"{r['second_half_evals_over']} of {r['second_half_evals']}"
-                         if r.get("second_half_evals") not in (None, "", "0") and r.get("second_half_evals_over") else "-")
+                         if r.get("second_half_evals_over") else "-")
                 label = suffix
                 if "{settings}" in suffix:
                     run = folder / env / r["algo"] / seed_folder(int(r["seed"]))

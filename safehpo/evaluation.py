@@ -20,6 +20,7 @@ from .cmdp import EnvSpec, episode_cost_measure, episode_seed, make_env
 from .config import ConfigError
 from .random_stream import RandomStream
 from .runfolder import EVAL_COLUMNS
+from .summary import final_step_mean
 from .tables import text_table
 
 EVAL_SEED_OFFSET = 7919  # evaluation resets come from a seed apart from the training episodes'
@@ -109,8 +110,8 @@ class Evaluation:
                         f"({self.budget:g} {self.kind})")
         lines = [self.what, text_table(cols, rows), summary]
         if self.kind == "average":  # a fallen ant's short episode counts by its length
-            lengths = np.array([e.length for e in self.episodes])
-            lines.append(f"cost per env step over all episodes: {(costs * lengths).sum() / lengths.sum():.3g}")
+            per_step = final_step_mean(costs, np.array([e.length for e in self.episodes]), fraction=1.0)
+            lines.append(f"cost per env step over all episodes: {per_step:.3g}")
         return "\n".join(lines)
 
 

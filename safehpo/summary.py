@@ -70,6 +70,13 @@ def final_step_mean(costs: np.ndarray, lengths: np.ndarray,
     return float((c[keep] * n[keep]).sum() / n[keep].sum())
 
 
+def after_half(run: RunRecord, steps: np.ndarray) -> np.ndarray | None:
+    """Which of `steps` lie in the second half of the run's planned steps (its steps reached where
+    config.yaml has none); None without either."""
+    horizon = run.planned_steps or run.steps
+    return steps > horizon / 2 if horizon else None
+
+
 def second_half_cost(run: RunRecord) -> float | None:
     """The training cost of the episodes that end in the second half of the run's planned steps
     (its steps reached where config.yaml has none), each episode's cost weighted by its length:
@@ -78,11 +85,8 @@ def second_half_cost(run: RunRecord) -> float | None:
     equal length (the halfcheetahs') make it their plain mean. Where the multiplier has settled by
     mid-run, this is the level it holds; the last 10% of episodes scatter around it
     (docs/multiplier.md). None before any episode ends there."""
-    horizon = run.planned_steps or run.steps
-    if not horizon:
-        return None
-    keep = run.column("step") > horizon / 2
-    if not keep.any():
+    keep = after_half(run, run.column("step"))
+    if keep is None or not keep.any():
         return None
     return final_step_mean(run.column("cost")[keep], run.column("length")[keep], fraction=1.0)
 
@@ -91,11 +95,11 @@ def second_half_evaluations(run: RunRecord, threshold: float | None) -> tuple[in
     """(evaluations taken in the second half of the run's planned steps, how many of them have a
     cost over the budget): the deterministic policy without the filter, as eval.csv records it.
     One evaluation is one moment of the policy; this says whether the last one is typical."""
-    horizon = run.planned_steps or run.steps
-    steps, costs = run.eval_column("step"), run.eval_column("cost_mean")
-    if not horizon or steps.size == 0:
+    costs = run.eval_column("cost_mean")
+    keep = after_half(run, run.eval_column("step"))
+    if keep is None:
         return 0, None
-    keep = (steps > horizon / 2) & ~np.isnan(costs)
+    keep &= ~np.isnan(costs)
     n = int(keep.sum())
     return n, (int((costs[keep] > threshold).sum()) if threshold is not None and n else None)
 
