@@ -51,3 +51,12 @@ def test_each_row_carries_its_own_runs_settings(tmp_path):
 def test_a_missing_folder_is_one_line_and_exit_2(tmp_path):
     rc, lines, err = table(tmp_path / "nowhere")
     assert rc == 2 and err.strip().count("\n") == 0 and "no such folder" in err
+
+
+def test_headline_counts_seeds_under_the_budget_per_algorithm(tmp_path):
+    # final_cost 20 + seed against a budget of 25: seeds 0-5 at most the budget, seed 6 over; seed 7 unfinished
+    write_env(tmp_path / "runs", "task", [("done", {})] * 7 + [("running", {})])
+    rc, lines, err = table("--headline", tmp_path / "runs")
+    assert rc == 0, err
+    assert lines[0].startswith("| env (budget) | algo | seeds | last 10% under budget |")
+    assert lines[2:] == ["| task (25 sum) | sac-lag | 7 | 6 of 7 | 7 of 7 | 7 of 7 | - | 1000 (1000 to 1000) |"]
