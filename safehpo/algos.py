@@ -30,6 +30,7 @@ ALGOS: dict[str, Algo] = {
     "hpo-explore": Algo("conventional", "gaussian", True, "lagrange", summary="HMC for exploration only"),
     "hpo-train": Algo("gaussian", "gated", False, "lagrange", summary="gated HMC in the loss only, no filter"),
     "hpo-nomomentum": Algo("gated", "gated", True, "lagrange", momentum=False, summary="gated chain with rho = 0"),
+    "hpo-nofilter": Algo("gated", "gated", False, "lagrange", summary="Hamiltonian policy without the Lyapunov filter"),
 }
 
 

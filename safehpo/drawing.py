@@ -47,9 +47,10 @@ _KNOWN = {
     "hpo-explore": ("#9467bd", "P"),
     "hpo-train": ("#8c564b", "X"),
     "hpo-nomomentum": ("#e377c2", "<"),
+    "hpo-nofilter": ("#17becf", ">"),
 }
-_SPARE_COLOURS = ("#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
-_SPARE_MARKERS = ("h", ">", "p", "*", "d", "8", "H")
+_SPARE_COLOURS = ("#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+_SPARE_MARKERS = ("h", "p", "*", "d", "8", "H")
 
 STYLE = {
     "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8.5,

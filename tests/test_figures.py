@@ -76,7 +76,7 @@ def test_bench_without_episodes_or_budget_still_draws(tmp_path):
 
 def test_algorithm_colours_are_fixed_and_distinct():
     names = ["sac", "sac-lag", "sac-pid", "sac-hpo", "hpo-conv", "hpo-explore", "hpo-train",
-             "hpo-nomomentum"]
+             "hpo-nomomentum", "hpo-nofilter"]
     styles = [drawing.algo_style(n) for n in names]
     assert len({c for c, _ in styles}) == len(names)
     assert drawing.algo_style("my-algo") == drawing.algo_style("my-algo")

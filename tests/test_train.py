@@ -141,7 +141,8 @@ def test_hpo_filter_rejects_and_counts(torque_spec, tmp_path):
         assert int(r["unsafe_fallbacks"]) <= int(r["length"])
 
 
-@pytest.mark.parametrize("algo", ["sac", "sac-pid", "hpo-conv", "hpo-explore", "hpo-train", "hpo-nomomentum"])
+@pytest.mark.parametrize("algo", ["sac", "sac-pid", "hpo-conv", "hpo-explore", "hpo-train", "hpo-nomomentum",
+                                  "hpo-nofilter"])
 def test_every_algorithm_trains(speed_spec, tmp_path, algo):
     out = train(tiny_cfg(speed_spec, algo=algo, steps=200), tmp_path / algo, progress=False).out
     progress = rows(out / "progress.csv")
