@@ -100,7 +100,7 @@ def headline_rows(folders: list[tuple[Path, str]]) -> list[str]:
             budget = float(runs[0]["budget"])
 
             def under(column: str) -> str:
-                values = [float(r[column]) for r in runs if r.get(column)]
+                values = column_values(runs, column)
                 return f"{sum(v <= budget for v in values)} of {len(values)}" if values else "-"
 
             last = under("final_cost")
@@ -114,9 +114,14 @@ def headline_rows(folders: list[tuple[Path, str]]) -> list[str]:
     return out
 
 
+def column_values(runs: list[dict], column: str) -> list[float]:
+    """A summary.csv column's values over runs, the runs where it is empty left out."""
+    return [float(r[column]) for r in runs if r.get(column)]
+
+
 def spread(runs: list[dict], column: str) -> str:
     """Mean (lowest to highest) of a column over runs; the value alone for one run."""
-    values = [float(r[column]) for r in runs if r.get(column)]
+    values = column_values(runs, column)
     if not values:
         return "-"
     if len(values) == 1:
