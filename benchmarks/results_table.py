@@ -1,4 +1,4 @@
-"""One markdown row per finished run of result folders, as the README's results tables show them.
+"""One markdown row per finished run of result folders, as results/README.md's table shows them.
 
     python benchmarks/results_table.py results/evidence ["results/evidence-one-cost-critic=, one cost critic"]
 
