@@ -32,35 +32,31 @@ def play_rows(run: Path, stds: list[float], episodes: int, filtered: bool = Fals
               seed: int | None = None) -> tuple[str, list[dict]]:
     """The budget's kind and one row per policy: `deterministic`, then (`explore`, std) for each
     std and, with `filtered`, (`explore, filter on`, std). A row: policy, std, returns, costs (each
-    episode's, in the budget's kind), lengths."""
+    episode's, in the budget's kind), lengths. Each row is `safehpo evaluate`'s play of the run
+    (evaluation.evaluate_loaded) with the agent's `momentum_std_explore` set to its std."""
     torch.set_num_threads(1)
     from safehpo.actions import load_run
-    from safehpo.cmdp import make_env
-    from safehpo.config import ConfigError
-    from safehpo.evaluation import evaluation_seed, play
-    from safehpo.random_stream import RandomStream
+    from safehpo.evaluation import evaluate_loaded, require_filter
 
-    cfg, spec, agent, _, evals = load_run(run, "explore_noise")
-    if filtered and not agent.filter_on:
-        raise ConfigError(f"explore_noise {run}: --filtered: {cfg.algo} has no Lyapunov filter")
-    if seed is None:
-        seed = evaluation_seed(cfg.seed, max(evals - 1, 0), cfg.eval_episodes)
+    where = f"explore_noise {run}"
+    loaded = load_run(run, "explore_noise")
+    if filtered:  # before minutes of unfiltered rows
+        require_filter(loaded, where)
+    cfg, agent = loaded.cfg, loaded.agent
     plays = [("deterministic", None, False)] + [("explore", s, False) for s in stds]
     if filtered:
         plays += [("explore, filter on", s, True) for s in stds]
-    env, rows = make_env(spec), []
+    rows = []
     try:
         for policy, std, through_filter in plays:
             agent.cfg = cfg if std is None else dataclasses.replace(cfg, momentum_std_explore=std)
-            with agent.drawing_from(RandomStream(seed, agent.device)):
-                played = play(agent, env, spec, cfg.gamma, episodes, seed, deterministic=std is None,
-                              filtered=through_filter)
+            played = evaluate_loaded(loaded, where, episodes, seed, stochastic=std is not None,
+                                     filtered=through_filter).episodes
             rows.append(dict(policy=policy, std=std, returns=[e.ret for e in played],
                              costs=[e.cost for e in played], lengths=[e.length for e in played]))
     finally:
         agent.cfg = cfg
-        env.close()
-    return spec.measure_kind, rows
+    return loaded.spec.measure_kind, rows
 
 
 def row_cost(row: dict, kind: str) -> float:

@@ -122,9 +122,23 @@ def evaluate_run(run_dir: Path | str, episodes: int | None = None, seed: int | N
     evaluation the run took before its checkpoint; for a finished run, eval.csv's last row, whose
     episodes the first eval_episodes replay when the run trained on the CPU)."""
     from .actions import load_run  # the agent rebuilt on the CPU
-    cfg, spec, agent, step, evals = load_run(run_dir, "evaluate")
-    if filtered and not agent.filter_on:
-        raise ConfigError(f"evaluate {run_dir}: --filtered: {cfg.algo} has no Lyapunov filter")
+    return evaluate_loaded(load_run(run_dir, "evaluate"), f"evaluate {run_dir}", episodes, seed, stochastic,
+                           filtered)
+
+
+def require_filter(run, where: str) -> None:
+    """One line (ConfigError) if the loaded run's algorithm has no Lyapunov filter to play through."""
+    if not run.agent.filter_on:
+        raise ConfigError(f"{where}: --filtered: {run.cfg.algo} has no Lyapunov filter")
+
+
+def evaluate_loaded(run, where: str, episodes: int | None = None, seed: int | None = None,
+                    stochastic: bool = False, filtered: bool = False) -> Evaluation:
+    """`evaluate_run` on a run already loaded (actions.load_run: cfg, spec, agent, step, evals), with
+    the agent as it is now; `where` starts its one-line error."""
+    cfg, spec, agent, step, evals = run
+    if filtered:
+        require_filter(run, where)
     episodes = episodes or cfg.eval_episodes
     if seed is None:
         seed = evaluation_seed(cfg.seed, max(evals - 1, 0), cfg.eval_episodes)
