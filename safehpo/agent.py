@@ -87,7 +87,7 @@ class Agent:
         policy_params = list(self.actor.parameters()) + (list(self.gated.parameters()) if self.gated else [])
         self.actor_opt = adam(policy_params + [self.log_alpha], cfg.lr)
         self.critic_opt = adam(self.critics.parameters(), cfg.lr)
-        self.target_entropy = -float(act_dim)
+        self.target_entropy = cfg.entropy_per_dim * act_dim
 
         kind = multiplier_rule(cfg.algo, cfg.lagrange) if self.uses_cost else "none"
         self.multiplier = make_multiplier(kind, budget, cfg)

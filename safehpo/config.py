@@ -109,7 +109,8 @@ class Config:
     hidden: int = 256             # critics: two hidden layers of this width
     actor_hidden: int = 256       # Gaussian actor of sac / sac-lag / sac-pid: two layers
     alpha_init: float = 1.0
-    autotune_alpha: bool = True   # target entropy -|A|
+    autotune_alpha: bool = True   # tune alpha to a target entropy of entropy_per_dim * |A|
+    entropy_per_dim: float = -1.0  # the target entropy per action dimension (SAC's -|A|; lower: less action noise)
     cost_scale: float = 1.0       # the cost critic learns c * cost_scale; reports stay in spec units
     cost_critics: int = 2         # 2: twins, Q_C their larger value (docs/multiplier.md); 1: one cost critic (the papers')
     cost_floor: bool = True       # clamp the cost critic's target at a zero cost's value (every cost is >= 0)

@@ -111,12 +111,17 @@ def test_unsafe_fallback_executes_the_lowest_cost_candidate_or_the_papers_last_o
 @pytest.mark.parametrize("target, direction", [(1e6, 1.0), (-1e6, -1.0)])
 def test_temperature_takes_one_adam_step_towards_the_target_entropy(target, direction):
     """Loss -log_alpha (log pi + target): its gradient is -(E log pi + target); Adam's first step
-    moves log_alpha by exactly lr against the gradient's sign (up when the entropy is below target)."""
-    agent = small_agent("sac-lag")
-    agent.target_entropy = target
+    moves log_alpha by exactly lr against the gradient's sign (up when the entropy is below target).
+    The target is entropy_per_dim times the action's dimension (2 here)."""
+    agent = small_agent("sac-lag", entropy_per_dim=target / 2)
+    assert agent.target_entropy == target
     before = float(agent.log_alpha.detach())
     agent.update(random_batch(64, 3, 2))
     assert float(agent.log_alpha.detach()) - before == pytest.approx(direction * agent.cfg.lr, rel=1e-4)
+
+
+def test_default_target_entropy_is_sacs_minus_the_action_dimension():
+    assert small_agent("sac-lag").target_entropy == -2.0
 
 
 def test_temperature_stays_without_autotune():
