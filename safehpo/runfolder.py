@@ -256,7 +256,7 @@ CHECKPOINT_FORMAT = 2  # 2: one optimiser for the policy and the temperature (1:
 # hyperparameters added since, with the value that runs saved without them had
 LEGACY_DEFAULTS = {"lambda_units": "paper", "fast_paths": True, "cost_critics": 1, "cost_floor": False,
                    "lambda_clip": 1.0, "pid_ema": 0.0, "filter_fallback": "lowest-cost",
-                   "budget_margin": 0.0, "lambda_min": 0.0}
+                   "budget_margin": 0.0, "lambda_min": 0.0, "entropy_per_dim": -1.0}
 
 
 # the PID rule's own hyperparameters: a run whose multiplier follows another rule never reads them

@@ -6,14 +6,16 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from conftest import TINY
 from safehpo.cli import main
 from safehpo.config import Config, ConfigError, apply_overrides
-from safehpo.runfolder import PROGRESS_COLUMNS, TIMING_COLUMNS, config_mismatch
+from safehpo.runfolder import LEGACY_DEFAULTS, PROGRESS_COLUMNS, RESUMABLE_CHANGES, TIMING_COLUMNS, config_mismatch
 from safehpo.train import train
 
 
@@ -282,6 +284,18 @@ def test_resume_with_other_hyperparameters_names_them_all_and_the_flags(speed_sp
     assert len(rows(out / "progress.csv")) == 6  # untouched
     train(tiny_cfg(speed_spec, steps=400, extra=single), out, resume=True, progress=False)
     assert len(rows(out / "progress.csv")) == 8
+
+
+def test_every_setting_added_since_a_committed_run_has_the_value_that_run_had():
+    """A run saved before a hyperparameter existed resumes only if LEGACY_DEFAULTS holds the value
+    it ran with: every Config field a committed run's config.yaml lacks (outside what a resume may
+    change) must be there, or `safehpo train --resume` refuses every such run."""
+    fields = set(Config().to_dict()) - RESUMABLE_CHANGES - set(LEGACY_DEFAULTS)
+    saved = sorted((Path(__file__).resolve().parents[1] / "results").rglob("config.yaml"))
+    assert saved  # the committed runs are there to check
+    for path in saved:
+        missing = fields - set(yaml.safe_load(path.read_text()))
+        assert not missing, f"{path}: no legacy value for {sorted(missing)}"
 
 
 def test_config_mismatch_reads_missing_keys_at_their_legacy_values():
