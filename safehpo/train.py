@@ -116,8 +116,10 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
         mismatch = config_mismatch(state["config"], cfg.to_dict(), RESUMABLE_CHANGES, missing_differs=True)
         if mismatch:
             had, asked, sets = mismatch
+            how = (f"add '{sets}' to continue it" if sets else  # only settings it never recorded
+                   "no flag asks for a value it never recorded: train it afresh in another --out")
             raise ConfigError(f"--resume: '{out}' holds a run with {had}, this command asks {asked} (only "
-                              f"{', '.join(sorted(RESUMABLE_CHANGES))} may change); add '{sets}' to continue it")
+                              f"{', '.join(sorted(RESUMABLE_CHANGES))} may change); {how}")
         agent.load_state_dict(state["agent"])
         buffer.load_state_dict(state["buffer"])
         rng.bit_generator.state = state["numpy_rng"]

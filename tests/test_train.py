@@ -286,6 +286,17 @@ def test_resume_with_other_hyperparameters_names_them_all_and_the_flags(speed_sp
     assert len(rows(out / "progress.csv")) == 8
 
 
+def test_resume_of_a_run_lacking_a_setting_without_a_legacy_value_says_to_train_afresh(speed_spec, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_cfg(speed_spec, steps=300), out, progress=False)
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    del state["config"]["lr"]  # as if saved before `lr` existed, which LEGACY_DEFAULTS does not know
+    torch.save(state, out / "checkpoint.pt")
+    with pytest.raises(ConfigError, match=r"holds a run with lr not recorded, this command asks lr=0.0003 .*; "
+                                          r"no flag asks for a value it never recorded: train it afresh"):
+        train(tiny_cfg(speed_spec, steps=400), out, resume=True, progress=False)
+
+
 def test_every_setting_added_since_a_committed_run_has_the_value_that_run_had():
     """A run saved before a hyperparameter existed resumes only if LEGACY_DEFAULTS holds the value
     it ran with: every Config field a committed run's config.yaml lacks (outside what a resume may
