@@ -49,18 +49,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, help="default: RUN/checkpoint.pt")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    from safehpo.actions import load_run
+    from safehpo.actions import read_checkpoint, run_files
     from safehpo.config import ConfigError
 
     where = "terminations"
     try:
-        cfg, spec, _, step, _ = load_run(args.run, where, args.checkpoint)  # one-line errors: no run, no checkpoint
+        cfg, spec, path = run_files(args.run, where, args.checkpoint)  # one-line errors: no run, no checkpoint
         if not spec.base.startswith("Ant-") or spec.kwargs.get("exclude_current_positions_from_observation") is False:
             raise ConfigError(f"{where}: {spec.id} is not Ant with its default observation "
                               f"(observation 0 the torso's height)")
-        path = args.checkpoint or args.run / "checkpoint.pt"
-        buffer = torch.load(path, map_location="cpu", weights_only=False)["buffer"]
-        if buffer["size"] != step:  # more steps than rows: the oldest were overwritten
+        state = read_checkpoint(path)
+        buffer = state["buffer"]
+        if buffer["size"] != state["step"]:  # more steps than rows: the oldest were overwritten
             raise ConfigError(f"{where}: {path}: the replay buffer wrapped around; its rows are no longer env steps")
     except ConfigError as e:
         print(e, file=sys.stderr)

@@ -38,6 +38,26 @@ def load_run(run_dir: Path | str, where: str = "run", checkpoint: Path | str | N
 
     Raises ConfigError (one line) if the folder, config.yaml or checkpoint.pt is missing or unreadable.
     """
+    cfg, spec, ckpt_path = run_files(run_dir, where, checkpoint)
+    state = read_checkpoint(ckpt_path)
+    env = make_env(spec)
+    cfg = cfg.replace(device="cpu", compile="never")  # a few hundred actions do not repay a compile
+    agent = Agent.for_env(cfg, spec, env, "cpu")
+    env.close()
+    try:
+        agent.load_state_dict(state["agent"], optimisers=False)  # plotting needs no optimiser state
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise ConfigError(f"{ckpt_path}: does not match config.yaml ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0]})") from None
+    return LoadedRun(cfg, spec, agent, int(state["step"]), int(state.get("evals", 0)))
+
+
+def run_files(run_dir: Path | str, where: str = "run", checkpoint: Path | str | None = None) -> tuple[Any, Any, Path]:
+    """A run folder's Config (config.yaml, missing hyperparameters at their legacy values), its
+    EnvSpec and the path of its checkpoint (checkpoint.pt, or `checkpoint`), which must exist.
+
+    Raises ConfigError (one line) if the folder, config.yaml or the checkpoint is missing or unreadable.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{where} {run_dir}: no such folder")
@@ -65,22 +85,19 @@ def load_run(run_dir: Path | str, where: str = "run", checkpoint: Path | str | N
         if not saved or not Path(saved).is_file():
             raise
         spec = load_spec(saved)
+    return cfg, spec, ckpt_path
+
+
+def read_checkpoint(ckpt_path: Path) -> dict:
+    """A checkpoint's saved state (agent, buffer, step, ...) on the CPU; a truncated or foreign file
+    is a one-line ConfigError."""
     try:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        agent_state = state["agent"]
+        _ = state["agent"]  # every checkpoint holds the agent
     except Exception as e:  # noqa: BLE001 - a truncated or foreign file is one line, not a traceback
         raise ConfigError(f"{ckpt_path}: unreadable checkpoint ({type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else 'no details'})") from None
-    env = make_env(spec)
-    cfg = cfg.replace(device="cpu", compile="never")  # a few hundred actions do not repay a compile
-    agent = Agent.for_env(cfg, spec, env, "cpu")
-    env.close()
-    try:
-        agent.load_state_dict(agent_state, optimisers=False)  # plotting needs no optimiser state
-    except (KeyError, RuntimeError, ValueError) as e:
-        raise ConfigError(f"{ckpt_path}: does not match config.yaml ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0]})") from None
-    return LoadedRun(cfg, spec, agent, int(state["step"]), int(state.get("evals", 0)))
+    return state
 
 
 def run_state(spec: Any, seed: int, index: int = 0) -> np.ndarray:
