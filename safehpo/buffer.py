@@ -50,7 +50,15 @@ class ReplayBuffer:
         return {"pos": self.pos, "size": n, **{f: getattr(self, f)[:n].copy() for f in self.FIELDS}}
 
     def load_state_dict(self, state: dict) -> None:
-        n = state["size"]
+        """A saved buffer into this one, which may be larger (a finished run extended with a larger
+        `--steps` gets a larger buffer). A ring of the same size keeps its layout, so a resume samples
+        the transitions an uninterrupted run would; a saved ring that was full (pos < size: pos is
+        its oldest row) goes into a larger one in the order it was filled, oldest first, and new
+        transitions follow it rather than overwriting its oldest rows."""
+        n, pos = state["size"], state["pos"]
+        if n > self.capacity:
+            raise ValueError(f"a saved buffer of {n} transitions does not fit one of {self.capacity}")
+        unroll = pos < n < self.capacity
         for f in self.FIELDS:
-            getattr(self, f)[:n] = state[f]
-        self.pos, self.size = state["pos"], n
+            getattr(self, f)[:n] = np.roll(state[f], -pos, axis=0) if unroll else state[f]
+        self.pos, self.size = (n if unroll else pos), n

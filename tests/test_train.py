@@ -110,6 +110,21 @@ def test_resume_of_a_finished_run_does_nothing(speed_spec, tmp_path):
     assert result.state == "done" and (out / "progress.csv").read_bytes() == before
 
 
+def test_a_finished_run_extended_trains_on_every_transition_it_made(speed_spec, tmp_path):
+    """A larger --steps gives the run a larger buffer: the transitions of its first part stay in
+    the order made, and the new ones follow them (no unwritten row is ever sampled)."""
+    out = train(tiny_cfg(speed_spec, steps=200), tmp_path / "run", progress=False).out
+    first = torch.load(out / "checkpoint.pt", weights_only=False)["buffer"]
+    assert (first["size"], first["pos"]) == (200, 0)  # a full ring: the buffer held min(buffer_size, steps)
+    train(tiny_cfg(speed_spec, steps=350), out, resume=True, progress=False)
+    extended = torch.load(out / "checkpoint.pt", weights_only=False)["buffer"]
+    assert (extended["size"], extended["pos"]) == (350, 0)
+    for f in ("obs", "act", "next_obs"):
+        assert (extended[f][:200] == first[f]).all(), f
+        assert (abs(extended[f][200:]).sum(axis=1) > 0).all(), f  # real transitions, not unwritten rows
+    assert [int(r["step"]) for r in rows(out / "progress.csv")][-1] == 350
+
+
 def test_resume_with_other_hyperparameters_is_refused(speed_spec, tmp_path):
     out = train(tiny_cfg(speed_spec, steps=200), tmp_path / "run", progress=False).out
     proc = run_cli("train", "--env", speed_spec, "--algo", "sac-lag", "--steps", "400", "--resume", "--quiet",
