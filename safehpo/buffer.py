@@ -61,4 +61,4 @@ class ReplayBuffer:
         unroll = pos < n < self.capacity
         for f in self.FIELDS:
             getattr(self, f)[:n] = np.roll(state[f], -pos, axis=0) if unroll else state[f]
-        self.pos, self.size = (n if unroll else pos), n
+        self.pos, self.size = (n if unroll else pos) % self.capacity, n

@@ -52,6 +52,9 @@ def test_a_buffer_loaded_into_a_larger_one_continues_after_its_newest_transition
     assert larger.size == 9
     assert stored(larger) == held + list(range(n, n + 9 - len(held)))
     np.testing.assert_allclose(larger.cost, 0.5 * np.array(stored(larger)))  # every field moved alike
+    last = n + 9 - len(held)
+    larger.add([last + 1, -(last + 1)], [0.1 * last], float(last), 0.5 * last, [last + 2, -(last + 2)], False)
+    assert sorted(stored(larger)) == held[1:] + list(range(n, last + 1))  # the oldest goes first
 
 
 def test_a_buffer_does_not_load_into_a_smaller_one():
