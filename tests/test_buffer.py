@@ -6,11 +6,16 @@ import pytest
 from safehpo.buffer import ReplayBuffer
 
 
+def add(buffer, i):
+    """Transition i: obs [i + 1, -(i + 1)], cost 0.5 * i."""
+    buffer.add([i + 1, -(i + 1)], [0.1 * i], float(i), 0.5 * i, [i + 2, -(i + 2)], False)
+
+
 def filled(capacity, n):
-    """A buffer of `capacity` after `n` transitions; transition i has obs [i + 1, -(i + 1)]."""
+    """A buffer of `capacity` after transitions 0 to n - 1."""
     buffer = ReplayBuffer(capacity, 2, 1)
     for i in range(n):
-        buffer.add([i + 1, -(i + 1)], [0.1 * i], float(i), 0.5 * i, [i + 2, -(i + 2)], False)
+        add(buffer, i)
     return buffer
 
 
@@ -47,14 +52,14 @@ def test_a_buffer_loaded_into_a_larger_one_continues_after_its_newest_transition
     larger = ReplayBuffer(9, 2, 1)
     larger.load_state_dict(saved.state_dict())
     assert stored(larger) == held
-    for i in range(n, n + 9 - len(held)):
-        larger.add([i + 1, -(i + 1)], [0.1 * i], float(i), 0.5 * i, [i + 2, -(i + 2)], False)
+    new = list(range(n, n + 9 - len(held)))
+    for i in new:
+        add(larger, i)
     assert larger.size == 9
-    assert stored(larger) == held + list(range(n, n + 9 - len(held)))
+    assert stored(larger) == held + new
     np.testing.assert_allclose(larger.cost, 0.5 * np.array(stored(larger)))  # every field moved alike
-    last = n + 9 - len(held)
-    larger.add([last + 1, -(last + 1)], [0.1 * last], float(last), 0.5 * last, [last + 2, -(last + 2)], False)
-    assert sorted(stored(larger)) == held[1:] + list(range(n, last + 1))  # the oldest goes first
+    add(larger, new[-1] + 1)
+    assert sorted(stored(larger)) == held[1:] + new + [new[-1] + 1]  # the oldest goes first
 
 
 def test_a_buffer_does_not_load_into_a_smaller_one():
