@@ -259,8 +259,16 @@ LEGACY_DEFAULTS = {"lambda_units": "paper", "fast_paths": True, "cost_critics": 
                    "budget_margin": 0.0, "lambda_min": 0.0, "entropy_per_dim": -1.0}
 
 
-# the PID rule's own hyperparameters: a run whose multiplier follows another rule never reads them
-PID_SETTINGS = ("pid_kp", "pid_ki", "pid_kd", "pid_ema")
+# hyperparameters only some algorithms read (algos.py): the rest never do, so a different value
+# changes nothing in their runs, and reports and resumes leave them out (`unread_settings`)
+PID_SETTINGS = ("pid_kp", "pid_ki", "pid_kd", "pid_ema")          # the PID rule's own
+MULTIPLIER_SETTINGS = ("lagrange", "lambda_units", "lambda_init", "lambda_lr", "lambda_adam_lr", "lambda_window",
+                       "lambda_clip", "lambda_min", "budget_margin", "cost_critics", "cost_floor",
+                       "cost_scale") + PID_SETTINGS                  # the multiplier and the cost critics
+RULE_SETTINGS = {"paper": ("lambda_lr",), "adam": ("lambda_adam_lr",), "pid": PID_SETTINGS}  # each rule's step
+CHAIN_SETTINGS = ("base_hidden", "leapfrog_steps", "leapfrog_eps", "momentum_std_train", "momentum_std_explore",
+                  "gate_hidden", "gate_state_input", "second_order", "target_chain")  # the Hamiltonian policy
+FILTER_SETTINGS = ("k_max", "filter_fallback")                   # the Lyapunov filter
 
 
 def with_legacy_defaults(saved: dict) -> dict:
@@ -270,12 +278,23 @@ def with_legacy_defaults(saved: dict) -> dict:
 
 
 def unread_settings(config: dict) -> set[str]:
-    """Hyperparameters the run of `config` never reads (so a different value changes nothing):
-    the PID gains unless its multiplier follows the PID rule. Empty for an unknown algorithm."""
-    algo, lagrange = config.get("algo"), config.get("lagrange", "paper")
-    if algo not in ALGOS or multiplier_rule(algo, lagrange) == "pid":
+    """Hyperparameters the run of `config` never reads (so a different value changes nothing): an
+    algorithm without a multiplier reads none of the multiplier's or cost critics' settings, a rule
+    only its own step's (the PID gains, `lambda_lr` or `lambda_adam_lr`; `lagrange` only where the
+    algorithm takes its rule from it), a Gaussian policy none of the chain's, a Hamiltonian one not
+    `actor_hidden`, an algorithm without the filter none of the filter's. Empty for an unknown
+    algorithm. tests/test_train.py trains each kind with every one of them changed."""
+    algo = ALGOS.get(config.get("algo"))
+    if algo is None:
         return set()
-    return set(PID_SETTINGS)
+    rule = multiplier_rule(config["algo"], config.get("lagrange", "paper"))
+    if rule == "none":
+        unread = set(MULTIPLIER_SETTINGS)
+    else:
+        steps = {key for keys in RULE_SETTINGS.values() for key in keys}
+        unread = steps - set(RULE_SETTINGS[rule]) | ({"lagrange"} if algo.multiplier != "lagrange" else set())
+    unread |= {"actor_hidden"} if algo.hamiltonian else set(CHAIN_SETTINGS)
+    return unread | (set() if algo.filter else set(FILTER_SETTINGS))
 
 
 def setting_text(value: Any) -> str:

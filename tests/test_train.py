@@ -15,7 +15,8 @@ import yaml
 from conftest import TINY
 from safehpo.cli import main
 from safehpo.config import Config, ConfigError, apply_overrides
-from safehpo.runfolder import LEGACY_DEFAULTS, PROGRESS_COLUMNS, RESUMABLE_CHANGES, TIMING_COLUMNS, config_mismatch
+from safehpo.runfolder import (LEGACY_DEFAULTS, PROGRESS_COLUMNS, RESUMABLE_CHANGES, TIMING_COLUMNS, config_mismatch,
+                               unread_settings)
 from safehpo.train import train
 
 
@@ -360,3 +361,32 @@ def test_output_files_take_the_umask_mode(speed_spec, tmp_path):
         os.umask(old)
     for name in ("config.yaml", "progress.csv", "eval.csv", "status.json", "checkpoint.pt"):
         assert (out / name).stat().st_mode & 0o777 == 0o644, name
+
+
+# a valid value other than the default for every setting only some algorithms read
+OTHER_VALUES = {"lagrange": "adam", "lambda_units": "paper", "lambda_init": 0.5, "lambda_lr": 0.3,
+                "lambda_adam_lr": 0.01, "lambda_window": 3, "lambda_clip": 1.0, "lambda_min": 0.2,
+                "budget_margin": 0.3, "cost_critics": 1, "cost_floor": False, "cost_scale": 2.0,
+                "pid_kp": 0.3, "pid_ki": 0.3, "pid_kd": 0.1, "pid_ema": 0.5, "actor_hidden": 16,
+                "base_hidden": 16, "leapfrog_steps": 2, "leapfrog_eps": 0.2, "momentum_std_train": 0.2,
+                "momentum_std_explore": 0.5, "gate_hidden": 4, "gate_state_input": True, "second_order": True,
+                "target_chain": False, "k_max": 4, "filter_fallback": "last"}
+
+
+@pytest.mark.parametrize("algo, lagrange", [("sac", "paper"), ("sac-lag", "paper"), ("sac-pid", "paper"),
+                                            ("sac-hpo", "adam")])
+def test_a_setting_reports_leave_out_changes_nothing_in_a_run(torque_spec, tmp_path, algo, lagrange):
+    torch.set_num_threads(1)
+    base = tiny_cfg(torque_spec, algo=algo, steps=300, extra=[f"lagrange={lagrange}"])
+    unread = unread_settings({**base.to_dict()})
+    assert unread and unread <= set(OTHER_VALUES)
+    changed = base.replace(**{key: OTHER_VALUES[key] for key in unread})
+    # a setting the run reads, changed, moves it: the check can fail
+    read = [key for key in OTHER_VALUES if key not in unread and getattr(base, key) != OTHER_VALUES[key]]
+    moved = base.replace(**{read[0]: OTHER_VALUES[read[0]]})
+    runs = {name: train(cfg, tmp_path / name, progress=False).out
+            for name, cfg in [("base", base), ("changed", changed), ("moved", moved)]}
+    progress = {name: without_timing(rows(out / "progress.csv")) for name, out in runs.items()}
+    evals = {name: rows(out / "eval.csv") for name, out in runs.items()}
+    assert progress["changed"] == progress["base"] and evals["changed"] == evals["base"], sorted(unread)
+    assert progress["moved"] != progress["base"] or evals["moved"] != evals["base"], read[0]
