@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY
+from conftest import TINY, write_spec
 from safehpo.cli import main
 from safehpo.config import Config, ConfigError, apply_overrides
 from safehpo.runfolder import (LEGACY_DEFAULTS, PROGRESS_COLUMNS, RESUMABLE_CHANGES, TIMING_COLUMNS, config_mismatch,
@@ -350,6 +350,9 @@ def test_pid_settings_differ_only_where_the_pid_rule_reads_them():
     assert sets == "--set pid_ki=0.01 --set pid_ema=0.0"
     had, _, _ = config_mismatch({**old, "algo": "sac-hpo", "lagrange": "pid"}, {**asked, "algo": "sac-hpo", "lagrange": "pid"}, ())
     assert had == "pid_ema=0.0"
+    # a resume accepts a setting the run never reads, and refuses it where the run reads it
+    assert config_mismatch({**asked, "algo": "sac", "budget_margin": 0.3}, {**asked, "algo": "sac"}, ()) is None
+    assert config_mismatch({**asked, "algo": "sac-lag", "budget_margin": 0.3}, {**asked, "algo": "sac-lag"}, ())
 
 
 def test_output_files_take_the_umask_mode(speed_spec, tmp_path):
@@ -374,10 +377,13 @@ OTHER_VALUES = {"lagrange": "adam", "lambda_units": "paper", "lambda_init": 0.5,
 
 
 @pytest.mark.parametrize("algo, lagrange", [("sac", "paper"), ("sac-lag", "paper"), ("sac-pid", "paper"),
-                                            ("sac-hpo", "adam")])
-def test_a_setting_reports_leave_out_changes_nothing_in_a_run(torque_spec, tmp_path, algo, lagrange):
+                                            ("sac-hpo", "adam"), ("hpo-nofilter", "paper")])
+def test_a_setting_reports_leave_out_changes_nothing_in_a_run(tmp_path, algo, lagrange):
     torch.set_num_threads(1)
-    base = tiny_cfg(torque_spec, algo=algo, steps=300, extra=[f"lagrange={lagrange}"])
+    # a torque budget a random policy exceeds several times: the margin, the clip and the window all act
+    spec = write_spec(tmp_path / "torque.yaml", "cheetah-torque-half", "{kind: torque, params: {}}",
+                      "{threshold: 0.5, kind: average}")
+    base = tiny_cfg(spec, algo=algo, steps=300, extra=[f"lagrange={lagrange}"])
     unread = unread_settings({**base.to_dict()})
     assert unread and unread <= set(OTHER_VALUES)
     changed = base.replace(**{key: OTHER_VALUES[key] for key in unread})
