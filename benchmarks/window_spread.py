@@ -1,13 +1,15 @@
 """How far does a run's end of training scatter around the budget it aimed at, and which
 `budget_margin` would keep it under the budget?
 
-    python benchmarks/window_spread.py FOLDER... [--from 50000] [--margins 0,0.1,0.2,0.3]
+    python benchmarks/window_spread.py FOLDER... [--from 50000] [--margins 0,0.1,0.2,0.3] [--per-episode]
 
-A run is judged at its end by its last 10% of training episodes (summary.csv's final_cost; per
-env step on an average budget). Once the multiplier has settled, that window is one draw from
-all windows of as many consecutive episodes; `--from` says where the settled stretch begins
-(every episode of a window ends after it; 50k by default, an assumption the script does not
-check: a run still drifting there gives a trend, not a frequency). For every finished run under
+A run is judged at its end by its last 10% of training episodes: the mean of their own costs
+(summary.csv's final_cost), on an average budget measured here per env step
+(final_cost_per_step) unless `--per-episode`, which weighs a short episode as much as a full
+one. Once the multiplier has settled, that window is one draw from all windows of as many
+consecutive episodes; `--from` says where the settled stretch begins (every episode of a window
+ends after it; 50k by default, an assumption the script does not check: a run still drifting
+there gives a trend, not a frequency). For every finished run under
 the folders given (run, algorithm, environment or results folders of a bench), the script takes
 each such window's cost, measured as the final cost is, over the run's own target
 `(1 - budget_margin) * d0`, pools these ratios per results folder, environment, algorithm and
@@ -42,9 +44,10 @@ from safehpo.summary import FINAL_FRACTION, final_count, final_mean, final_step_
 DEFAULT_MARGINS = (0.0, 0.1, 0.2, 0.3)
 
 
-def window_ratios(run: RunRecord, start: int) -> tuple[float, np.ndarray]:
+def window_ratios(run: RunRecord, start: int, per_episode: bool = False) -> tuple[float, np.ndarray]:
     """The run's target and, for every window of its final-window size whose episodes all end
-    after `start`, the window's cost over that target."""
+    after `start`, the window's cost over that target (per env step on an average budget unless
+    `per_episode`)."""
     threshold, kind = run.budget
     target = threshold * (1.0 - margin_of(run))
     cost, length, step = run.column("cost"), run.column("length"), run.column("step")
@@ -52,7 +55,8 @@ def window_ratios(run: RunRecord, start: int) -> tuple[float, np.ndarray]:
     first = int(np.searchsorted(step, start, side="right"))   # the first episode ending after start
     ratios = []
     for end in range(first + k, run.episodes + 1):
-        value = (final_step_mean(cost[end - k:end], length[end - k:end], fraction=1.0) if kind == "average"
+        value = (final_step_mean(cost[end - k:end], length[end - k:end], fraction=1.0)
+                 if kind == "average" and not per_episode
                  else final_mean(cost[end - k:end], fraction=1.0))
         if value is not None:   # a window of unreadable rows only is skipped
             ratios.append(value / target)
@@ -93,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="count windows whose episodes all end after this step (default 50000)")
     parser.add_argument("--margins", type=parse_margins, default=DEFAULT_MARGINS,
                         help="candidate budget margins, comma-separated (default 0,0.1,0.2,0.3)")
+    parser.add_argument("--per-episode", action="store_true",
+                        help="on an average budget, each window's mean episode cost, not its cost per env step")
     args = parser.parse_args(argv)
 
     # one row per results folder, environment, algorithm and margin: runs of different folders
@@ -100,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     groups: dict[tuple[str, str, str, float], list[tuple[RunRecord, np.ndarray]]] = {}
     try:
         for run in finished_runs_in(args.folders):
-            target, ratios = window_ratios(run, args.start)
+            target, ratios = window_ratios(run, args.start, args.per_episode)
             env_dir = run.path.parent.parent
             source, env = shown(env_dir.parent), env_name(env_dir, [run])
             key = (source, env, run.algo, round(1 - target / run.budget[0], 6))
@@ -118,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     print(f"windows of the final 10% of episodes, every episode ending after step {args.start}; "
-          "ratio = window cost / the run's target (per env step on an average budget)")
+          "ratio = window cost / the run's target ("
+          + ("the mean episode cost on every budget)" if args.per_episode else "per env step on an average budget)"))
     head = ("| folder | env (budget) | algo | margin | seeds | windows | ratio mean / std | q90 / q95 | over d0 | "
             + " | ".join(f"over d0 at m={m:g}" for m in args.margins) + " |")
     print(head)

@@ -129,3 +129,22 @@ def test_bad_input_exits_2(tmp_path, capsys):
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     assert script.main([str(tmp_path)]) == 2
     assert "no positive budget" in capsys.readouterr().err
+
+
+def test_per_episode_weighs_each_episode_alike_on_an_average_budget(tmp_path, capsys):
+    # 19 full episodes at 5 and a short one at 50; the final window is the last two episodes:
+    # per env step (500 + 500) / 110 = 9.09, under the budget of 10; per episode 27.5, over it
+    costs, lengths = [5.0] * 19 + [50.0], [100] * 19 + [10]
+    make_run(tmp_path / "env", "sac-lag", 0, "average", 0.0, costs, lengths)
+    script = load_benchmark("window_spread")
+    (run,) = collect_runs(tmp_path / "env")
+    _, per_step = script.window_ratios(run, start=0)
+    _, per_episode = script.window_ratios(run, start=0, per_episode=True)
+    assert per_step.size == per_episode.size == 19
+    assert per_step[-1] == pytest.approx(1000 / 110 / 10)
+    assert per_episode[-1] == pytest.approx(2.75)
+    assert np.all(per_episode[:-1] == 0.5)
+    for flag, over in (([], "0.00"), (["--per-episode"], "0.05")):   # 1 of 19 windows over d0
+        assert script.main([str(tmp_path), "--from", "0", *flag]) == 0
+        row = [line for line in capsys.readouterr().out.splitlines() if "| sac-lag |" in line]
+        assert [c.strip() for c in row[0].strip("|").split("|")][8] == over
