@@ -3,10 +3,10 @@
 
     python benchmarks/window_spread.py FOLDER... [--from 50000] [--margins 0,0.1,0.2,0.3] [--per-episode]
 
-A run is judged at its end by its last 10% of training episodes: the mean of their own costs
-(summary.csv's final_cost), on an average budget measured here per env step
-(final_cost_per_step) unless `--per-episode`, which weighs a short episode as much as a full
-one. Once the multiplier has settled, that window is one draw from all windows of as many
+A run is judged at its end by its last 10% of training episodes. The script measures a window
+as summary.csv does: on an average budget per env step (final_cost_per_step), otherwise as the
+mean of the episodes' own costs (final_cost); `--per-episode` takes that mean on an average
+budget too, weighing a short episode as much as a full one. Once the multiplier has settled, that window is one draw from all windows of as many
 consecutive episodes; `--from` says where the settled stretch begins (every episode of a window
 ends after it; 50k by default, an assumption the script does not check: a run still drifting
 there gives a trend, not a frequency). For every finished run under
