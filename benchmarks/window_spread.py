@@ -6,10 +6,11 @@
 A run is judged at its end by its last 10% of training episodes. The script measures a window
 as summary.csv does: on an average budget per env step (final_cost_per_step), otherwise as the
 mean of the episodes' own costs (final_cost); `--per-episode` takes that mean on an average
-budget too, weighing a short episode as much as a full one. Once the multiplier has settled, that window is one draw from all windows of as many
-consecutive episodes; `--from` says where the settled stretch begins (every episode of a window
-ends after it; 50k by default, an assumption the script does not check: a run still drifting
-there gives a trend, not a frequency). For every finished run under
+budget too, weighing a short episode as much as a full one. Once the multiplier has settled,
+that window is one draw from all windows of as many consecutive episodes; `--from` says where
+the settled stretch begins (every episode of a window ends after it; 50k by default, an
+assumption the script does not check: a run still drifting there gives a trend, not a
+frequency). For every finished run under
 the folders given (run, algorithm, environment or results folders of a bench), the script takes
 each such window's cost, measured as the final cost is, over the run's own target
 `(1 - budget_margin) * d0`, pools these ratios per results folder, environment, algorithm and
