@@ -355,7 +355,7 @@ class Agent:
         alpha = self.log_alpha.exp().detach()
 
         critic_loss = self._call(self._critic_loss, batch["obs"], batch["act"], batch["next_obs"],
-                                 batch["rew"], batch["cost"], batch["done"], batch["weight"], alpha, lam)
+                                 batch["rew"], batch["cost"], batch["done"], alpha, lam)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_opt.step()
@@ -376,9 +376,8 @@ class Agent:
             torch._foreach_lerp_(self._target_params, self._critic_params, cfg.tau)
             self.loss_sum += critic_loss.detach() + actor_loss.detach()
 
-    def _critic_loss(self, obs, act, next_obs, rew, cost, done, weight, alpha, lam: float) -> torch.Tensor:
-        """Squared TD errors: soft Bellman targets for Q1, Q2; a plain TD target for the cost critics
-        (with `episode_weights`, each cost times its transition's weight: T_max / its episode's length)."""
+    def _critic_loss(self, obs, act, next_obs, rew, cost, done, alpha, lam: float) -> torch.Tensor:
+        """Squared TD errors: soft Bellman targets for Q1, Q2; a plain TD target for the cost critics."""
         cfg = self.cfg
         not_done = 1.0 - done
         with torch.no_grad():
@@ -392,8 +391,7 @@ class Agent:
                 # an average budget bounds a rate: ending the episode does not end the cost stream
                 # (docs/multiplier.md), so the cost critic bootstraps through termination
                 qc_next = self.cost_q(q_next[2:])
-                step_cost = self.units.learned(cost) * weight if cfg.episode_weights else self.units.learned(cost)
-                y_cost = step_cost + cfg.gamma * (qc_next if self.units.rate else not_done * qc_next)
+                y_cost = self.units.learned(cost) + cfg.gamma * (qc_next if self.units.rate else not_done * qc_next)
                 if cfg.cost_floor:  # no cost is negative: no value lies below a zero cost's for ever
                     y_cost = y_cost.clamp(min=self.units.learned(0.0) / (1.0 - cfg.gamma))
                 targets += [y_cost] * self.cost_members

@@ -7,10 +7,9 @@ import torch
 
 
 class ReplayBuffer:
-    """Stores (s, a, r, c, s', terminated) and a weight of the cost (1 unless `weigh_last` set it).
-    `sample` returns torch tensors on `device`."""
+    """Stores (s, a, r, c, s', terminated). `sample` returns torch tensors on `device`."""
 
-    FIELDS = ("obs", "act", "rew", "cost", "next_obs", "done", "weight")
+    FIELDS = ("obs", "act", "rew", "cost", "next_obs", "done")
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device | str = "cpu"):
         self.capacity = int(capacity)
@@ -21,7 +20,6 @@ class ReplayBuffer:
         self.rew = np.zeros(capacity, dtype=np.float32)
         self.cost = np.zeros(capacity, dtype=np.float32)
         self.done = np.zeros(capacity, dtype=np.float32)
-        self.weight = np.ones(capacity, dtype=np.float32)
         self.pos = 0
         self.size = 0
 
@@ -36,14 +34,8 @@ class ReplayBuffer:
         self.cost[i] = cost
         self.next_obs[i] = next_obs
         self.done[i] = float(terminated)
-        self.weight[i] = 1.0
         self.pos = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
-
-    def weigh_last(self, n: int, weight: float) -> None:
-        """Set the cost weight of the last `n` transitions added (those still held)."""
-        n = min(n, self.size)
-        self.weight[(self.pos - 1 - np.arange(n)) % self.capacity] = weight
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         idx = rng.integers(0, self.size, size=batch_size)
@@ -68,8 +60,5 @@ class ReplayBuffer:
             raise ValueError(f"a saved buffer of {n} transitions does not fit one of {self.capacity}")
         unroll = pos < n < self.capacity
         for f in self.FIELDS:
-            if f == "weight" and f not in state:  # saved before the cost weights existed: every weight 1
-                self.weight[:n] = 1.0
-                continue
             getattr(self, f)[:n] = np.roll(state[f], -pos, axis=0) if unroll else state[f]
         self.pos, self.size = (n if unroll else pos) % self.capacity, n

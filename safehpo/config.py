@@ -115,7 +115,6 @@ class Config:
     cost_critics: int = 2         # 2: twins, Q_C their larger value (docs/multiplier.md); 1: one cost critic (the papers')
     cost_floor: bool = True       # clamp the cost critic's target at a zero cost's value (every cost is >= 0)
     budget_margin: float = 0.0    # multiplier, cost critic and filter aim at (1 - this) * the budget; reports judge by the budget
-    episode_weights: bool = False  # average budgets: the cost critic weighs a transition by T_max / its episode's length
 
     # Lagrange multiplier (lagrange.py)
     lagrange: str = "paper"       # paper: per-episode ascent | pid | adam: per-gradient-step Adam

@@ -211,9 +211,6 @@ def train(cfg: Config, out: Path | str, resume: bool = False, progress: bool = T
             if terminated or truncated:
                 ep_cost = end_episode(agent, spec, cfg.gamma, ep_costs[:ep_len], counts=ep_first >= cfg.learning_starts,
                                       where=f"in episode {episode} (step {step})")
-                if cfg.episode_weights and spec.measure_kind == "average":
-                    # each episode is judged by its own mean cost: a short one's steps weigh more
-                    buffer.weigh_last(ep_len, spec.max_episode_steps / ep_len)
                 logged = agent.log()
                 progress_log.append({
                     "step": step, "episode": episode, "return": ep_return, "cost": ep_cost, "length": ep_len,

@@ -24,7 +24,7 @@ def random_batch(n, obs_dim, act_dim):
     """A replay batch of random transitions (Agent.update's input)."""
     import torch
     return {"obs": torch.randn(n, obs_dim), "act": torch.rand(n, act_dim) - 0.5, "next_obs": torch.randn(n, obs_dim),
-            "rew": torch.randn(n), "cost": torch.rand(n), "done": torch.zeros(n), "weight": torch.ones(n)}
+            "rew": torch.randn(n), "cost": torch.rand(n), "done": torch.zeros(n)}
 
 
 def write_spec(path, name, cost, budget, base="HalfCheetah-v5", steps=50):

@@ -132,25 +132,20 @@ def test_temperature_stays_without_autotune():
     assert not torch.equal(agent.actor.head.weight.detach(), actor_before)  # the policy did step
 
 
-@pytest.mark.parametrize("offset, rate, weights", [(0.0, False, False), (2.0, True, False), (0.0, True, False),
-                                                   (2.0, True, True)])
-def test_cost_critic_target_in_lagrangian_units(offset, rate, weights):
-    """The cost critic learns (c - offset) / unit (times cost_scale, and with episode_weights times
-    the transition's weight); for a rate (an average budget) it bootstraps through termination,
-    otherwise a terminal transition ends the sum. One cost critic (the papers'); the twins' target
-    is tested below."""
+@pytest.mark.parametrize("offset, rate", [(0.0, False), (2.0, True), (0.0, True)])
+def test_cost_critic_target_in_lagrangian_units(offset, rate):
+    """The cost critic learns (c - offset) / unit (times cost_scale); for a rate (an average budget)
+    it bootstraps through termination, otherwise a terminal transition ends the sum. One cost
+    critic (the papers'); the twins' target is tested below."""
     torch.manual_seed(0)
-    cfg = Config(algo="sac-lag", hidden=16, actor_hidden=16, cost_scale=0.5, cost_critics=1, cost_floor=False,
-                 episode_weights=weights)
+    cfg = Config(algo="sac-lag", hidden=16, actor_hidden=16, cost_scale=0.5, cost_critics=1, cost_floor=False)
     agent = Agent(cfg, 3, -np.ones(2, np.float32), np.ones(2, np.float32), constrained=True, budget=2.0,
                   budget_discounted=1.0, cost_unit=4.0, cost_offset=offset, cost_rate=rate)
     b = random_batch(8, 3, 2)
     b["done"] = torch.tensor([1.0, 0.0] * 4)
-    b["weight"] = torch.tensor([1.0, 20.0, 2.5, 1.0] * 2)
     alpha = torch.tensor(0.5)
     torch.manual_seed(1)
-    loss = agent._critic_loss(b["obs"], b["act"], b["next_obs"], b["rew"], b["cost"], b["done"], b["weight"],
-                              alpha, 0.0)
+    loss = agent._critic_loss(b["obs"], b["act"], b["next_obs"], b["rew"], b["cost"], b["done"], alpha, 0.0)
     torch.manual_seed(1)  # the same next actions
     with torch.no_grad():
         next_a, next_logp, _ = agent.sample(b["next_obs"], "gaussian", 0.0, alpha, 0.0)
@@ -158,7 +153,7 @@ def test_cost_critic_target_in_lagrangian_units(offset, rate, weights):
         q = agent.critics(b["obs"], b["act"])
     y_reward = b["rew"] + cfg.gamma * (1 - b["done"]) * (torch.minimum(qn[0], qn[1]) - alpha * next_logp)
     cont = torch.ones(8) if rate else 1 - b["done"]
-    y_cost = (b["cost"] - offset) * (0.5 / 4.0) * (b["weight"] if weights else 1.0) + cfg.gamma * cont * qn[2]
+    y_cost = (b["cost"] - offset) * (0.5 / 4.0) + cfg.gamma * cont * qn[2]
     expected = sum(0.5 * (q[i] - y).pow(2).mean() for i, y in ((0, y_reward), (1, y_reward), (2, y_cost)))
     torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)
 
@@ -179,8 +174,7 @@ def test_twin_cost_critics_learn_the_pessimistic_target(floor):
     b["cost"] = torch.zeros(8)
     alpha = torch.tensor(0.5)
     torch.manual_seed(1)
-    loss = agent._critic_loss(b["obs"], b["act"], b["next_obs"], b["rew"], b["cost"], b["done"], b["weight"],
-                              alpha, 0.0)
+    loss = agent._critic_loss(b["obs"], b["act"], b["next_obs"], b["rew"], b["cost"], b["done"], alpha, 0.0)
     torch.manual_seed(1)
     with torch.no_grad():
         next_a, next_logp, _ = agent.sample(b["next_obs"], "gaussian", 0.0, alpha, 0.0)

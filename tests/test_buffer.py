@@ -65,26 +65,3 @@ def test_a_buffer_loaded_into_a_larger_one_continues_after_its_newest_transition
 def test_a_buffer_does_not_load_into_a_smaller_one():
     with pytest.raises(ValueError, match="does not fit"):
         ReplayBuffer(4, 2, 1).load_state_dict(filled(5, 5).state_dict())
-
-
-def test_weigh_last_sets_the_newest_rows_across_the_ring_and_a_new_transition_weighs_1():
-    buffer = filled(5, 7)  # rows hold transitions [5, 6, 2, 3, 4]; the newest three are 4, 5, 6
-    buffer.weigh_last(3, 4.0)
-    np.testing.assert_array_equal(buffer.weight, [4.0, 4.0, 1.0, 1.0, 4.0])
-    add(buffer, 7)  # overwrites row 2 (transition 2)
-    buffer.weigh_last(10, 2.0)  # more than it holds: every row
-    np.testing.assert_array_equal(buffer.weight, [2.0] * 5)
-    add(buffer, 8)
-    assert buffer.weight[3] == 1.0 and buffer.sample(4, np.random.default_rng(0))["weight"].shape == (4,)
-
-
-def test_a_buffer_saved_without_weights_loads_with_every_weight_1():
-    saved = filled(5, 3)
-    saved.weigh_last(3, 3.0)
-    state = saved.state_dict()
-    del state["weight"]
-    loaded = ReplayBuffer(5, 2, 1)
-    loaded.weight[:] = 7.0
-    loaded.load_state_dict(state)
-    np.testing.assert_array_equal(loaded.weight[:3], [1.0, 1.0, 1.0])
-    np.testing.assert_array_equal(loaded.cost[:3], saved.cost[:3])

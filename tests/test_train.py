@@ -58,21 +58,6 @@ def test_same_seed_same_progress(speed_spec, tmp_path):
     assert without_timing(rows(a / "progress.csv")) != without_timing(rows(c / "progress.csv"))
 
 
-@pytest.mark.parametrize("weights", [True, False])
-def test_episode_weights_weigh_each_transition_by_its_episodes_length_share(tmp_path, weights):
-    """With episode_weights on an average budget, every stored transition of an episode of T steps
-    weighs T_max / T (a Hopper falls within the 50 steps, so lengths differ); without, all weigh 1."""
-    spec = write_spec(tmp_path / "hopper.yaml", "hopper-torque-short", "{kind: torque, params: {}}",
-                      "{threshold: 20, kind: average}", base="Hopper-v5")
-    out = train(tiny_cfg(spec, steps=300, extra=[f"episode_weights={weights}"]), tmp_path / "run", progress=False).out
-    lengths = [int(r["length"]) for r in rows(out / "progress.csv")]
-    assert min(lengths) < 50 and 250 < sum(lengths) < 300  # episodes that ended early, and one under way
-    buffer = torch.load(out / "checkpoint.pt", weights_only=False)["buffer"]
-    unfinished = [1.0] * (300 - sum(lengths))  # its length is not known yet
-    expected = [50 / n if weights else 1.0 for n in lengths for _ in range(n)] + unfinished
-    assert buffer["weight"].tolist() == pytest.approx(expected)
-
-
 def test_lambda_rises_while_the_budget_is_exceeded(torque_spec, tmp_path):
     out = train(tiny_cfg(torque_spec, steps=400), tmp_path / "run", progress=False).out
     progress = rows(out / "progress.csv")
@@ -388,7 +373,7 @@ OTHER_VALUES = {"lagrange": "adam", "lambda_units": "paper", "lambda_init": 0.5,
                 "pid_kp": 0.3, "pid_ki": 0.3, "pid_kd": 0.1, "pid_ema": 0.5, "actor_hidden": 16,
                 "base_hidden": 16, "leapfrog_steps": 2, "leapfrog_eps": 0.2, "momentum_std_train": 0.2,
                 "momentum_std_explore": 0.5, "gate_hidden": 4, "gate_state_input": True, "second_order": True,
-                "target_chain": False, "k_max": 4, "filter_fallback": "last", "episode_weights": True}
+                "target_chain": False, "k_max": 4, "filter_fallback": "last"}
 
 
 @pytest.mark.parametrize("algo, lagrange", [("sac", "paper"), ("sac-lag", "paper"), ("sac-pid", "paper"),
