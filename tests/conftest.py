@@ -1,10 +1,13 @@
 """Shared fixtures: tiny CMDP specs (short episodes) and tiny networks keep training tests fast."""
 
+import csv
 import importlib.util
+import json
 import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 # networks small enough that a few hundred updates take a second or two on one core
 TINY = ["hidden=32", "actor_hidden=32", "base_hidden=32", "gate_hidden=8", "batch_size=32",
@@ -63,3 +66,22 @@ def recompile_limit():
     import torch._dynamo
     with contextlib.ExitStack() as stack:
         yield lambda n: stack.enter_context(torch._dynamo.config.patch(recompile_limit=n))
+
+
+def make_run(env_dir, algo, seed, kind, margin, costs, lengths, state="done", lambdas=None):
+    """A finished run folder ENV/ALGO/seed-N of a bench with one progress.csv row per episode
+    (costs and lengths given; lambda too if given), 100-step episodes at most, budget 10."""
+    run = env_dir / algo / f"seed-{seed}"
+    run.mkdir(parents=True)
+    config = {"algo": algo, "seed": seed, "budget_margin": margin,
+              "spec": {"id": env_dir.name, "budget": {"threshold": 10.0, "kind": kind}, "max_episode_steps": 100}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    with open(run / "progress.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["step", "episode", "return", "cost", "length"] + (["lambda"] if lambdas is not None else []))
+        step = 0
+        for i, (c, n) in enumerate(zip(costs, lengths)):
+            step += n
+            writer.writerow([step, i, 0.0, c, n] + ([lambdas[i]] if lambdas is not None else []))
+    (run / "status.json").write_text(json.dumps({"state": state, "steps_done": int(step)}))
+    return run

@@ -3,33 +3,13 @@ slid back over the run, in units of the run's own target."""
 
 from __future__ import annotations
 
-import csv
-import json
-
 import numpy as np
 import pytest
 import yaml
 
-from conftest import load_benchmark
+from conftest import load_benchmark, make_run
 from safehpo.runrecord import collect_runs
 from safehpo.summary import run_summary
-
-
-def make_run(env_dir, algo, seed, kind, margin, costs, lengths, state="done"):
-    run = env_dir / algo / f"seed-{seed}"
-    run.mkdir(parents=True)
-    config = {"algo": algo, "seed": seed, "budget_margin": margin,
-              "spec": {"id": env_dir.name, "budget": {"threshold": 10.0, "kind": kind}, "max_episode_steps": 100}}
-    (run / "config.yaml").write_text(yaml.safe_dump(config))
-    with open(run / "progress.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["step", "episode", "return", "cost", "length"])
-        step = 0
-        for i, (c, n) in enumerate(zip(costs, lengths)):
-            step += n
-            writer.writerow([step, i, 0.0, c, n])
-    (run / "status.json").write_text(json.dumps({"state": state, "steps_done": int(step)}))
-    return run
 
 
 @pytest.mark.parametrize("kind", ["average", "sum"])

@@ -1,0 +1,92 @@
+"""How often training episodes ended early, by the multiplier they were played under.
+
+    python benchmarks/early_ends.py FOLDER... [--from 50000] [--width 0.5]
+
+Would a higher `lambda` (a floor, `lambda_min`) keep a policy from the episodes that end early?
+For every finished run under the folders given (run, algorithm, environment or results folders
+of a bench) the script takes each training episode that ends after step `--from` and the
+`lambda` it was played under: the value progress.csv logs on the episode before it (the
+per-episode rules, `lagrange: paper` and `pid`, move `lambda` only when an episode ends; runs
+with `lagrange: adam`, which moves it every gradient step, and runs without a multiplier are
+refused). It pools the episodes
+per results folder, environment and algorithm into bins of `lambda` of width `--width` and
+prints, per bin, the episodes, how many ended before the time limit (an Ant thrown or fallen:
+`benchmarks/terminations.py` says which), their share, and the mean episode cost.
+
+Read it with care: `lambda` also answers the early ends (a spell of costly short episodes
+raises it), so the bins above the usual level hold the episodes that came after a spell, not a
+random draw of policies. Instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from safehpo.algos import multiplier_rule
+from safehpo.runfolder import with_legacy_defaults
+from safehpo.runrecord import RunRecord, env_name, finished_runs_in
+
+
+def played_under(run: RunRecord, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lambda played under, ended early, cost) of every episode of `run` ending after `start`
+    but its first (which has no row before it)."""
+    rule = multiplier_rule(run.algo, with_legacy_defaults(run.config).get("lagrange", "paper"))
+    if rule in ("adam", "none"):
+        raise ValueError(f"{run.path}: {run.algo} with the rule '{rule}' has no lambda per episode")
+    lam, step = run.column("lambda"), run.column("step")
+    length, cost = run.column("length"), run.column("cost")
+    limit = int(run.config["spec"]["max_episode_steps"])
+    keep = np.flatnonzero(step[1:] > start) + 1
+    return lam[keep - 1], length[keep] < limit, cost[keep]
+
+
+def shown(folder: Path) -> str:
+    """A folder as the table names it: relative to the working directory if under it."""
+    folder, cwd = folder.resolve(), Path.cwd().resolve()
+    return str(folder.relative_to(cwd)) if folder.is_relative_to(cwd) else str(folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
+    parser.add_argument("--from", dest="start", type=int, default=50_000,
+                        help="count episodes ending after this step (default 50000)")
+    parser.add_argument("--width", type=float, default=0.5, help="width of a lambda bin (default 0.5)")
+    args = parser.parse_args(argv)
+    if not args.width > 0:
+        print(f"early_ends: --width must be positive, got {args.width:g}", file=sys.stderr)
+        return 2
+
+    groups: dict[tuple[str, str, str], list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    try:
+        for run in finished_runs_in(args.folders):
+            env_dir = run.path.parent.parent
+            key = (shown(env_dir.parent), env_name(env_dir, [run]), run.algo)
+            groups.setdefault(key, []).append(played_under(run, args.start))
+    except (ValueError, KeyError) as e:
+        print(f"early_ends: {e}", file=sys.stderr)
+        return 2
+    if not groups:
+        print("early_ends: no finished run under " + ", ".join(map(str, args.folders))
+              + " (expected run, algorithm, environment or results folders of a bench)", file=sys.stderr)
+        return 2
+
+    print(f"training episodes ending after step {args.start}, by the lambda they were played under")
+    print("| folder | env | algo | lambda | episodes | ended early | share | mean episode cost |")
+    print("|---|---|---|---|---:|---:|---:|---:|")
+    for (source, env, algo), members in sorted(groups.items()):
+        lam, early, cost = (np.concatenate(parts) for parts in zip(*members))
+        bins = np.floor(lam / args.width).astype(int)
+        for b in np.unique(bins):
+            at = bins == b
+            print(f"| {source} | {env} | {algo} | {b * args.width:g} to {(b + 1) * args.width:g} | {at.sum()} | "
+                  f"{early[at].sum()} | {early[at].mean():.1%} | {cost[at].mean():.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
