@@ -26,21 +26,29 @@ from pathlib import Path
 
 import numpy as np
 
-from safehpo.algos import multiplier_rule
+from safehpo.algos import ALGOS, multiplier_rule
 from safehpo.runfolder import with_legacy_defaults
 from safehpo.runrecord import RunRecord, env_name, finished_runs_in
 
 
 def played_under(run: RunRecord, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lambda played under, ended early, cost) of every episode of `run` ending after `start`
-    but its first (which has no row before it)."""
+    but its first (which has no row before it). ValueError (one line naming the run) for a run
+    without a lambda per episode or without the episode length limit in its config.yaml."""
+    if run.algo not in ALGOS:
+        raise ValueError(f"{run.path}: unknown algorithm '{run.algo}'")
     rule = multiplier_rule(run.algo, with_legacy_defaults(run.config).get("lagrange", "paper"))
     if rule in ("adam", "none"):
         raise ValueError(f"{run.path}: {run.algo} with the rule '{rule}' has no lambda per episode")
+    spec = run.config.get("spec")
+    limit = spec.get("max_episode_steps") if isinstance(spec, dict) else None
+    if not (isinstance(limit, int) and limit > 0):
+        raise ValueError(f"{run.path / 'config.yaml'}: spec.max_episode_steps missing or not a positive integer")
     lam, step = run.column("lambda"), run.column("step")
     length, cost = run.column("length"), run.column("cost")
-    limit = int(run.config["spec"]["max_episode_steps"])
     keep = np.flatnonzero(step[1:] > start) + 1
+    if np.isnan(lam[keep - 1]).any() or np.isnan(length[keep]).any():
+        raise ValueError(f"{run.path / 'progress.csv'}: no lambda or length on some episodes after step {start}")
     return lam[keep - 1], length[keep] < limit, cost[keep]
 
 
@@ -67,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             env_dir = run.path.parent.parent
             key = (shown(env_dir.parent), env_name(env_dir, [run]), run.algo)
             groups.setdefault(key, []).append(played_under(run, args.start))
-    except (ValueError, KeyError) as e:
+    except ValueError as e:
         print(f"early_ends: {e}", file=sys.stderr)
         return 2
     if not groups:
@@ -75,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
               + " (expected run, algorithm, environment or results folders of a bench)", file=sys.stderr)
         return 2
 
+    if not any(lam.size for members in groups.values() for lam, _, _ in members):
+        print(f"early_ends: no episode ends after step {args.start}", file=sys.stderr)
+        return 2
     print(f"training episodes ending after step {args.start}, by the lambda they were played under")
     print("| folder | env | algo | lambda | episodes | ended early | share | mean episode cost |")
     print("|---|---|---|---|---:|---:|---:|---:|")

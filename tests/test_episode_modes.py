@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import load_benchmark
-from test_window_spread import make_run
+from conftest import load_benchmark, make_run
 from safehpo.runrecord import collect_runs, finished_runs_in
 
 
