@@ -28,7 +28,7 @@ import numpy as np
 
 from safehpo.algos import ALGOS, multiplier_rule
 from safehpo.runfolder import with_legacy_defaults
-from safehpo.runrecord import RunRecord, env_name, finished_runs_in
+from safehpo.runrecord import RunRecord, finished_runs_by_source
 
 
 def played_under(run: RunRecord, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -52,12 +52,6 @@ def played_under(run: RunRecord, start: int) -> tuple[np.ndarray, np.ndarray, np
     return lam[keep - 1], length[keep] < limit, cost[keep]
 
 
-def shown(folder: Path) -> str:
-    """A folder as the table names it: relative to the working directory if under it."""
-    folder, cwd = folder.resolve(), Path.cwd().resolve()
-    return str(folder.relative_to(cwd)) if folder.is_relative_to(cwd) else str(folder)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
@@ -69,18 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"early_ends: --width must be positive, got {args.width:g}", file=sys.stderr)
         return 2
 
-    groups: dict[tuple[str, str, str], list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     try:
-        for run in finished_runs_in(args.folders):
-            env_dir = run.path.parent.parent
-            key = (shown(env_dir.parent), env_name(env_dir, [run]), run.algo)
-            groups.setdefault(key, []).append(played_under(run, args.start))
+        groups = {key: [played_under(run, args.start) for run in runs]
+                  for key, runs in finished_runs_by_source(args.folders).items()}
     except ValueError as e:
         print(f"early_ends: {e}", file=sys.stderr)
-        return 2
-    if not groups:
-        print("early_ends: no finished run under " + ", ".join(map(str, args.folders))
-              + " (expected run, algorithm, environment or results folders of a bench)", file=sys.stderr)
         return 2
 
     if not any(lam.size for members in groups.values() for lam, _, _ in members):

@@ -31,7 +31,6 @@ a run would land over the budget, not as a confidence. Instant.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -39,7 +38,7 @@ import numpy as np
 
 from safehpo.config import Config, ConfigError, apply_overrides
 from safehpo.runfolder import with_legacy_defaults
-from safehpo.runrecord import RunRecord, env_name, finished_runs_in
+from safehpo.runrecord import RunRecord, finished_runs_by_source
 from safehpo.summary import FINAL_FRACTION, final_count, final_mean, final_step_mean
 
 DEFAULT_MARGINS = (0.0, 0.1, 0.2, 0.3)
@@ -74,13 +73,6 @@ def margin_of(run: RunRecord) -> float:
         raise ValueError(str(e)) from None
 
 
-def shown(folder: Path) -> str:
-    """A folder as the table names it: relative to the working directory if under it."""
-    folder = folder.resolve()
-    cwd = Path.cwd().resolve()
-    return os.path.relpath(folder, cwd) if folder.is_relative_to(cwd) else str(folder)
-
-
 def parse_margins(text: str) -> tuple[float, ...]:
     try:
         margins = tuple(float(x) for x in text.split(",") if x.strip())
@@ -106,18 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     # (different settings) are never pooled, and a run named twice counts once
     groups: dict[tuple[str, str, str, float], list[tuple[RunRecord, np.ndarray]]] = {}
     try:
-        for run in finished_runs_in(args.folders):
-            target, ratios = window_ratios(run, args.start, args.per_episode)
-            env_dir = run.path.parent.parent
-            source, env = shown(env_dir.parent), env_name(env_dir, [run])
-            key = (source, env, run.algo, round(1 - target / run.budget[0], 6))
-            groups.setdefault(key, []).append((run, ratios))
+        for (source, env, algo), runs in finished_runs_by_source(args.folders).items():
+            for run in runs:
+                target, ratios = window_ratios(run, args.start, args.per_episode)
+                groups.setdefault((source, env, algo, round(1 - target / run.budget[0], 6)), []).append((run, ratios))
     except ValueError as e:
         print(f"window_spread: {e}", file=sys.stderr)
-        return 2
-    if not groups:
-        print("window_spread: no finished run under " + ", ".join(map(str, args.folders))
-              + " (expected run, algorithm, environment or results folders of a bench)", file=sys.stderr)
         return 2
     if not any(ratios.size for members in groups.values() for _, ratios in members):
         print(f"window_spread: no run has a final-sized window of episodes all ending after step {args.start}",

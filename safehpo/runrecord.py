@@ -238,6 +238,24 @@ def finished_runs_in(folders: Sequence[Path | str]) -> list[RunRecord]:
     return runs
 
 
+def finished_runs_by_source(folders: Sequence[Path | str]) -> dict[tuple[str, str, str], list[RunRecord]]:
+    """`finished_runs_in(folders)` grouped by (results folder, environment name, algorithm): runs
+    of two results folders, which may differ in their settings, never share a group. The results
+    folder is named relative to the working directory where it lies under it. A ValueError (one
+    line) as `finished_runs_in`'s, or if there is no finished run at all."""
+    groups: dict[tuple[str, str, str], list[RunRecord]] = {}
+    cwd = Path.cwd().resolve()
+    for run in finished_runs_in(folders):
+        env_dir = run.path.parent.parent
+        source = env_dir.parent.resolve()
+        shown = str(source.relative_to(cwd)) if source.is_relative_to(cwd) else str(source)
+        groups.setdefault((shown, env_name(env_dir, [run]), run.algo), []).append(run)
+    if not groups:
+        raise ValueError("no finished run under " + ", ".join(map(str, folders))
+                         + " (expected run, algorithm, environment or results folders of a bench)")
+    return groups
+
+
 def env_name(env_dir: Path | str, runs: Sequence[RunRecord] | None = None) -> str:
     """The environment's name for titles: the spec's id from the runs' config.yaml
     (`spec: {id: ...}`), else their `env` (for a spec given as a YAML path, the file's name
