@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import load_benchmark, make_run
-from safehpo.runrecord import collect_runs, finished_runs_in
+from safehpo.runrecord import collect_runs, finished_runs_by_source, finished_runs_in
 
 
 def test_groups_shares_costs_returns_and_lambda_as_each_episode_began(tmp_path, capsys):
@@ -46,3 +46,16 @@ def test_finished_runs_in_names_each_finished_run_once(tmp_path):
     assert [run.path.resolve() for run in runs] == [done.resolve()]
     with pytest.raises(ValueError, match=r"^\S*missing: no such folder$"):
         finished_runs_in([tmp_path, tmp_path / "missing"])
+
+
+def test_finished_runs_by_source_never_pools_two_results_folders(tmp_path, monkeypatch):
+    for source in ("a", "b"):
+        for seed in (0, 1):
+            make_run(tmp_path / source / "env", "sac-lag", seed, "sum", 0.0, [1.0] * 5, [100] * 5)
+    monkeypatch.chdir(tmp_path)
+    groups = finished_runs_by_source([tmp_path / "a", tmp_path / "b" / "env", tmp_path / "a" / "env"])
+    assert sorted(groups) == [("a", "env", "sac-lag"), ("b", "env", "sac-lag")]  # named relative to the cwd
+    assert [run.seed for run in groups[("a", "env", "sac-lag")]] == [0, 1]         # each run once
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"^no finished run under \S*empty \(expected"):
+        finished_runs_by_source([tmp_path / "empty"])
