@@ -12,11 +12,8 @@ def test_groups_shares_costs_returns_and_lambda_as_each_episode_began(tmp_path, 
     # budget 10: episodes 0-4 (ending at steps <= 500) are before --from; after it a cycle of one
     # expensive episode (cost 45) and three cheap ones (cost 1)
     costs = [0.0] * 5 + [45.0, 1.0, 1.0, 1.0] * 5
-    run = make_run(tmp_path / "env", "sac-lag", 0, "sum", 0.0, costs, [100] * len(costs))
-    lines = (run / "progress.csv").read_text().splitlines()
-    header, rows = lines[0] + ",lambda", lines[1:]
-    lam = [0.1 * (i % 4) for i in range(len(rows))]         # lambda after each episode
-    (run / "progress.csv").write_text("\n".join([header] + [f"{r},{l}" for r, l in zip(rows, lam)]) + "\n")
+    lam = [0.1 * (i % 4) for i in range(len(costs))]        # lambda after each episode
+    make_run(tmp_path / "env", "sac-lag", 0, "sum", 0.0, costs, [100] * len(costs), lambdas=lam)
     script = load_benchmark("episode_modes")
     (record,) = collect_runs(tmp_path / "env")
     g = script.split(record, start=500, factor=2.0)
