@@ -89,7 +89,7 @@ def run_grid(suite: Suite, out: Path | str = "runs", workers: int | None = None,
     for env, folder in folders.items():
         (out / folder).mkdir(parents=True, exist_ok=True)
         write_atomic(out / folder / COMMAND_FILE, command + "\n")
-        env_suite = {**suite.for_env(env).to_dict(), "envs": [portable(env)]}
+        env_suite = suite.for_env(env, portable(env)).to_dict()
         write_atomic(out / folder / SUITE_FILE, yaml.safe_dump(env_suite, sort_keys=False))
 
     outcomes = {run.name: Outcome("done", None, skipped=True) if is_finished(run) else Outcome("queued")

@@ -47,13 +47,13 @@ def expand(suite: Suite, out: Path | str) -> list[Run]:
     seed by seed, and within a seed algorithm by algorithm, so a grid stopped part-way holds every
     algorithm's first seeds (a comparison) rather than all seeds of the first algorithm."""
     out = Path(out).resolve()
-    base = {env: suite.base_config(env) for env in suite.envs}
+    base = {(env, algo): suite.base_config(env, algo) for env in suite.envs for algo in suite.algos}
     runs = []
     folders = env_folders(suite)
     for seed in suite.seeds:
         for algo in suite.algos:
             for env, folder in folders.items():
-                cfg = base[env].replace(env=portable(env), algo=algo, seed=seed)
+                cfg = base[env, algo].replace(env=portable(env), algo=algo, seed=seed)
                 runs.append(Run(folder, algo, seed, cfg, out / folder / algo / seed_folder(seed)))
     return runs
 

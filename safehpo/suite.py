@@ -1,6 +1,7 @@
 """Benchmark suites: a suite YAML in `benchmarks/` (or any file) names the envs, algorithms,
 seeds, the step budget and hyperparameter overrides of a grid (`overrides` for every run,
-`env_overrides` for the runs of one env, e.g. a task's own multiplier floor). Loading checks
+`env_overrides` for the runs of one env, e.g. a task's own multiplier floor, `algo_overrides`
+for one algorithm's runs on one env, each on top of the ones before). Loading checks
 every field (a bad file is one line naming the file and the field); `resolve` applies the
 command-line flags. A benchmark is data, not a script.
 """
@@ -18,7 +19,7 @@ from .runfolder import env_folder_name
 
 # Fields of a suite file; those not in _REQUIRED default to Config's values (overrides: none).
 SUITE_KEYS = ("name", "description", "envs", "algos", "seeds", "steps", "eval_interval", "eval_episodes",
-              "learning_starts", "checkpoint_interval", "overrides", "env_overrides")
+              "learning_starts", "checkpoint_interval", "overrides", "env_overrides", "algo_overrides")
 _REQUIRED = ("name", "envs", "algos", "seeds", "steps")
 # Config fields that a suite sets as its own fields (and that `overrides` may therefore not name)
 _RUN_FIELDS = ("steps", "eval_interval", "eval_episodes", "learning_starts", "checkpoint_interval")
@@ -42,6 +43,7 @@ class Suite:
     checkpoint_interval: int = Config.checkpoint_interval
     overrides: dict[str, Any] = field(default_factory=dict)   # other Config hyperparameters
     env_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # env (as in envs) -> its own
+    algo_overrides: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # env -> algo -> its own
     description: str = ""
     where: str = ""                       # the file it came from, as error messages name it
 
@@ -54,23 +56,32 @@ class Suite:
                "overrides": dict(self.overrides)}
         if self.env_overrides:
             doc["env_overrides"] = {env: dict(values) for env, values in self.env_overrides.items()}
+        if self.algo_overrides:
+            doc["algo_overrides"] = {env: {algo: dict(values) for algo, values in by_algo.items()}
+                                     for env, by_algo in self.algo_overrides.items()}
         return doc
 
-    def for_env(self, env: str) -> Suite:
-        """The one-env suite of `env`: its own overrides merged into `overrides` (what its folder's
-        suite.yaml holds, so that file alone reproduces that env's runs)."""
-        return _replace(self, envs=(env,), overrides={**self.overrides, **self.env_overrides.get(env, {})},
-                        env_overrides={})
+    def for_env(self, env: str, written: str | None = None) -> Suite:
+        """The one-env suite of `env`, named `written` (default: as it is): its env_overrides merged
+        into `overrides`, its algo_overrides kept (what its folder's suite.yaml holds, so that file
+        alone reproduces that env's runs)."""
+        written = written or env
+        own = {written: self.algo_overrides[env]} if self.algo_overrides.get(env) else {}
+        return _replace(self, envs=(written,), overrides={**self.overrides, **self.env_overrides.get(env, {})},
+                        env_overrides={}, algo_overrides=own)
 
-    def base_config(self, env: str | None = None) -> Config:
-        """The Config every run of the suite (of `env`, with its env_overrides) starts from; env,
-        algo and seed are set per run."""
+    def base_config(self, env: str | None = None, algo: str | None = None) -> Config:
+        """The Config every run of the suite (of `env`, with its env_overrides, and of `algo` there,
+        with its algo_overrides) starts from; env, algo and seed are set per run."""
         cfg = Config(steps=self.steps, eval_interval=self.eval_interval, eval_episodes=self.eval_episodes,
                      learning_starts=self.learning_starts, checkpoint_interval=self.checkpoint_interval,
                      threads=1)
         cfg = apply_overrides(cfg, dict(self.overrides), f"{self.where}: field 'overrides'")
         if env in self.env_overrides:
             cfg = apply_overrides(cfg, dict(self.env_overrides[env]), f"{self.where}: field 'env_overrides.{env}'")
+        if algo in self.algo_overrides.get(env, {}):
+            cfg = apply_overrides(cfg, dict(self.algo_overrides[env][algo]),
+                                  f"{self.where}: field 'algo_overrides.{env}.{algo}'")
         return cfg
 
 
@@ -129,7 +140,37 @@ def parse_suite(raw: Any, where: str, base_dir: Path | None = None) -> Suite:
         values = _overrides(_none_empty(values), where, field_name)
         own = apply_overrides(cfg, values, f"{where}: field '{field_name}'")
         by_env[envs[raw["envs"].index(written)]] = {key: getattr(own, key) for key in values}
-    return _replace(suite, overrides={key: getattr(cfg, key) for key in suite.overrides}, env_overrides=by_env)
+    suite = _replace(suite, overrides={key: getattr(cfg, key) for key in suite.overrides}, env_overrides=by_env)
+    return _replace(suite, algo_overrides=_algo_overrides(suite, raw, where))
+
+
+def _algo_overrides(suite: Suite, raw: dict, where: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """The field `algo_overrides` (env -> algo -> hyperparameters), each checked on top of the
+    suite's overrides and that env's env_overrides."""
+    written_envs = _none_empty(raw.get("algo_overrides"))
+    if not (isinstance(written_envs, dict) and all(isinstance(k, str) for k in written_envs)):
+        raise ConfigError(f"{where}: field 'algo_overrides': expected a mapping of env -> algo -> "
+                          f"hyperparameters, got {written_envs!r}")
+    result = {}
+    for written, by_algo in written_envs.items():
+        field_name = f"algo_overrides.{written}"
+        if written not in raw["envs"]:
+            raise ConfigError(f"{where}: field '{field_name}': not one of the suite's envs ({', '.join(raw['envs'])})")
+        by_algo = _none_empty(by_algo)
+        if not (isinstance(by_algo, dict) and all(isinstance(k, str) for k in by_algo)):
+            raise ConfigError(f"{where}: field '{field_name}': expected a mapping of algo -> hyperparameters, "
+                              f"got {by_algo!r}")
+        env = suite.envs[raw["envs"].index(written)]
+        cfg = suite.base_config(env)
+        result[env] = {}
+        for algo, values in by_algo.items():
+            if algo not in suite.algos:
+                raise ConfigError(f"{where}: field '{field_name}.{algo}': not one of the suite's algos "
+                                  f"({', '.join(suite.algos)})")
+            values = _overrides(_none_empty(values), where, f"{field_name}.{algo}")
+            own = apply_overrides(cfg, values, f"{where}: field '{field_name}.{algo}'")
+            result[env][algo] = {key: getattr(own, key) for key in values}
+    return result
 
 
 def _none_empty(value: Any) -> Any:
@@ -158,7 +199,8 @@ def resolve(suite: Suite, envs: list[str] | None = None, algos: list[str] | None
 
     `sets` are `--set key=value` strings: a run field (steps, eval_interval, ...) replaces the
     suite's, any other hyperparameter joins the overrides and replaces that key in every env's
-    env_overrides. An env picked with `envs` keeps the env_overrides of the suite's env with its id.
+    env_overrides and algo_overrides. An env picked with `envs` keeps the env_overrides and
+    algo_overrides of the suite's env with its id; algorithms picked with `algos` keep theirs.
     """
     changes: dict[str, Any] = {}
     if envs:
@@ -167,9 +209,14 @@ def resolve(suite: Suite, envs: list[str] | None = None, algos: list[str] | None
         own = {env_id(env): values for env, values in suite.env_overrides.items()}
         picked = {env: env_id(env) for env in changes["envs"]}
         changes["env_overrides"] = {env: own[i] for env, i in picked.items() if i in own}
+        own = {env_id(env): by_algo for env, by_algo in suite.algo_overrides.items()}
+        changes["algo_overrides"] = {env: own[i] for env, i in picked.items() if i in own}
     if algos:
         check_algos(algos, "--algos")
         changes["algos"] = _unique(algos, "--algos")
+        by_env = changes.get("algo_overrides", suite.algo_overrides)
+        changes["algo_overrides"] = {env: {a: v for a, v in by_algo.items() if a in changes["algos"]}
+                                     for env, by_algo in by_env.items()}
     if seeds is not None:
         changes["seeds"] = parse_seeds(seeds, "--seeds")
     if steps is not None:
@@ -188,10 +235,14 @@ def resolve(suite: Suite, envs: list[str] | None = None, algos: list[str] | None
         suite = _replace(suite, **{k: getattr(cfg, k) for k in keys if k in _RUN_FIELDS},
                          overrides={**suite.overrides, **{k: getattr(cfg, k) for k in keys if k not in _RUN_FIELDS}},
                          env_overrides={env: {k: v for k, v in values.items() if k not in keys}
-                                        for env, values in suite.env_overrides.items()})
+                                        for env, values in suite.env_overrides.items()},
+                         algo_overrides={env: {algo: {k: v for k, v in values.items() if k not in keys}
+                                               for algo, values in by_algo.items()}
+                                         for env, by_algo in suite.algo_overrides.items()})
     try:
-        for env in (None, *suite.envs):  # the merged result must still be a valid Config for every env
-            suite.base_config(env)
+        for env in (None, *suite.envs):  # the merged result must still be a valid Config for every run
+            for algo in (None, *suite.algos):
+                suite.base_config(env, algo)
     except ConfigError as e:
         raise ConfigError(f"{e} (with {' '.join('--set ' + item for item in sets)})" if sets else str(e)) from None
     return suite

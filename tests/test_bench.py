@@ -85,6 +85,16 @@ def test_shipped_suites_load():
     ({"env_overrides": []}, "field 'env_overrides'"),                  # empty, but not a mapping
     ({"env_overrides": {"halfcheetah-speed": 0}}, "field 'env_overrides.halfcheetah-speed'"),
     ({"overrides": []}, "field 'overrides'"),
+    ({"algo_overrides": {"ant-torque": {"sac-lag": {"pid_kp": 1}}}}, "field 'algo_overrides.ant-torque'"),  # not an env
+    ({"algo_overrides": {"halfcheetah-speed": {"sac-pid": {"pid_kp": 1}}}},
+     "field 'algo_overrides.halfcheetah-speed.sac-pid'"),                # not one of the suite's algos
+    ({"algo_overrides": {"halfcheetah-speed": {"sac-lag": {"pid_kp": -1}}}},
+     "field 'algo_overrides.halfcheetah-speed.sac-lag'"),
+    ({"algo_overrides": {"halfcheetah-speed": {"sac-lag": {"algo": "sac"}}}},
+     "field 'algo_overrides.halfcheetah-speed.sac-lag.algo'"),          # the grid sets it
+    ({"algo_overrides": {"halfcheetah-speed": ["sac-lag"]}}, "field 'algo_overrides.halfcheetah-speed'"),
+    ({"algo_overrides": {"halfcheetah-speed": {"sac-lag": 1}}}, "field 'algo_overrides.halfcheetah-speed.sac-lag'"),
+    ({"algo_overrides": []}, "field 'algo_overrides'"),
 ])
 def test_bad_suite_is_one_line_naming_file_and_field(tmp_path, change, field):
     path = write_suite(tmp_path / "suite.yaml", "halfcheetah-speed")
@@ -184,6 +194,39 @@ def test_env_overrides_reach_only_their_env_and_flags_win(speed_spec, torque_spe
     out = tmp_path / "one-env.yaml"
     out.write_text(yaml.safe_dump(alone.to_dict(), sort_keys=False))
     assert expand(load_suite(str(out)), tmp_path / "out")[0].config == speed
+
+
+def test_algo_overrides_reach_only_their_algo_on_their_env_and_flags_win(speed_spec, torque_spec, tmp_path):
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "per-algo", "envs": [speed_spec, torque_spec], "algos": ["sac-lag", "sac-pid"], "seeds": 1,
+        "steps": 300, "learning_starts": 100, "overrides": {"hidden": 32},
+        "env_overrides": {speed_spec: {"budget_margin": 0.1, "lambda_window": 2}},
+        "algo_overrides": {speed_spec: {"sac-pid": {"budget_margin": 0.2, "pid_kp": 1.0}}}}))
+    suite = load_suite(str(path))
+    config = {(r.env, r.algo): r.config for r in expand(suite, tmp_path / "out")}
+    pid = config["cheetah-speed-short", "sac-pid"]
+    assert (pid.budget_margin, pid.pid_kp, pid.lambda_window, pid.hidden) == (0.2, 1.0, 2, 32)  # its own win
+    lag = config["cheetah-speed-short", "sac-lag"]
+    assert (lag.budget_margin, lag.pid_kp, lag.lambda_window) == (0.1, Config.pid_kp, 2)
+    assert config["cheetah-torque-short", "sac-pid"].pid_kp == Config.pid_kp                  # another env's
+    # the one-env suite.yaml a bench writes keeps the algorithm's own values and makes the same runs
+    alone = suite.for_env(speed_spec)
+    assert alone.algo_overrides == {speed_spec: {"sac-pid": {"budget_margin": 0.2, "pid_kp": 1.0}}}
+    assert not suite.for_env(torque_spec).algo_overrides
+    out = tmp_path / "one-env.yaml"
+    out.write_text(yaml.safe_dump(alone.to_dict(), sort_keys=False))
+    assert {r.algo: r.config for r in expand(load_suite(str(out)), tmp_path / "out")} == \
+        {"sac-lag": lag, "sac-pid": pid}
+    # --algos keeps a picked algorithm's own values (and drops those of the others); --env too;
+    # --set replaces a key everywhere, the rest of the algorithm's values stay
+    only_lag = resolve(suite, algos=["sac-lag"])
+    assert not only_lag.algo_overrides[speed_spec] and expand(only_lag, tmp_path)[0].config.budget_margin == 0.1
+    picked = resolve(suite, envs=[speed_spec], algos=["sac-pid"])
+    assert [r.config for r in expand(picked, tmp_path / "out")] == [pid]
+    flagged = {(r.env, r.algo): r.config for r in expand(resolve(suite, sets=["budget_margin=0.3"]), tmp_path)}
+    assert {c.budget_margin for c in flagged.values()} == {0.3}
+    assert flagged["cheetah-speed-short", "sac-pid"].pid_kp == 1.0
 
 
 def test_env_overrides_errors_name_the_env_as_the_file_writes_it(speed_spec, tmp_path):
