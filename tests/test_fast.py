@@ -139,11 +139,3 @@ def test_fast_paths_assume_relu_critics():
     silu_q = (silu(silu(x @ w1 + b1) @ w2 + b2) @ w3 + b3).squeeze(-1)
     torch.testing.assert_close(dv_fast, torch.autograd.grad(relu_q.sum(), a)[0], rtol=1e-5, atol=1e-6)
     assert not torch.allclose(dv_fast, torch.autograd.grad(silu_q.sum(), a)[0], rtol=1e-2, atol=1e-3)
-
-
-def test_layer_normed_critics_turn_the_fast_paths_off():
-    """CriticsAt writes out a plain ReLU MLP's gradient, so an agent whose critics are layer-normed
-    takes the reference (autograd) path whatever `fast_paths` says."""
-    assert small_agent("sac-hpo").fast
-    agent = small_agent("sac-hpo", critic_layer_norm=True)
-    assert not agent.fast and agent.critics.layer_norm and agent.critics_target.layer_norm

@@ -68,28 +68,3 @@ def test_squashed_gaussian_log_prob_matches_torch_distributions():
         torch.distributions.TanhTransform(),
         torch.distributions.AffineTransform(actor.bias, actor.scale)])
     torch.testing.assert_close(logp, flow.log_prob(a).sum(-1), rtol=1e-3, atol=1e-3)
-
-
-def test_layer_normed_critics_equal_separate_mlps_with_layer_norm():
-    """`layer_norm=True`: each member is Linear, LayerNorm (no gain or shift), ReLU, twice, then
-    Linear; values and weight gradients equal such separate MLPs, and the stack without it differs."""
-    torch.manual_seed(2)
-    stack = CriticStack(3, 11, 4, hidden=64, layer_norm=True)
-    nets = []
-    for plain in separate_copies(stack):
-        width = plain[0].out_features
-        nets.append(nn.Sequential(plain[0], nn.LayerNorm(width, elementwise_affine=False), nn.ReLU(),
-                                  plain[2], nn.LayerNorm(width, elementwise_affine=False), nn.ReLU(), plain[4]))
-    obs, act = torch.randn(32, 11), 10 * torch.randn(32, 4)
-    q_stack = stack(obs, act)
-    q_sep = torch.stack([net(torch.cat([obs, act], -1)).squeeze(-1) for net in nets])
-    torch.testing.assert_close(q_stack, q_sep, rtol=1e-5, atol=1e-5)
-    stack.layer_norm = False
-    assert not torch.allclose(stack(obs, act), q_stack, atol=1e-3)
-    stack.layer_norm = True
-
-    q_stack.square().mean(-1).sum().backward()
-    q_sep.square().mean(-1).sum().backward()
-    for m, net in enumerate(nets):
-        for i, lin in enumerate((net[0], net[3], net[6])):
-            torch.testing.assert_close(stack.layers[i].weight.grad[m], lin.weight.grad.T, rtol=1e-4, atol=1e-6)
