@@ -76,8 +76,7 @@ class Agent:
             gated = "gated" in (self.algo.explore, self.algo.train)
             self.gated = GatedKick(act_dim, obs_dim, cfg.gate_hidden, cfg.gate_state_input) if gated else None
             self.cost_members = cfg.cost_critics if self.uses_cost else 0
-            self.critics = CriticStack(2 + self.cost_members, obs_dim, act_dim, cfg.hidden,
-                                       cfg.critic_layer_norm)
+            self.critics = CriticStack(2 + self.cost_members, obs_dim, act_dim, cfg.hidden)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_prev = copy.deepcopy(self.actor).requires_grad_(False)  # pi_B of the filter
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.alpha_init)))
@@ -101,8 +100,7 @@ class Agent:
         self._target_params = list(self.critics_target.parameters())
         self._actor_params = list(self.actor.parameters())
         self._actor_prev_params = list(self.actor_prev.parameters())
-        # fast.py's hand-written force and Q reuse, written for plain ReLU critics
-        self.fast = cfg.fast_paths and not cfg.second_order and not cfg.critic_layer_norm
+        self.fast = cfg.fast_paths and not cfg.second_order  # fast.py's hand-written force and Q reuse
         # every function that may run compiled (fast.Compiler), called through self._call
         self._call = fast.Compiler(fast.compiles(cfg, self.device), self.device,
                                    (self._critic_loss, self._actor_loss, self._explore, self._refined_mean,

@@ -107,7 +107,6 @@ class Config:
     tau: float = 0.005
     lr: float = 3e-4
     hidden: int = 256             # critics: two hidden layers of this width
-    critic_layer_norm: bool = False  # LayerNorm (no gain or shift) before each critic ReLU (nets.CriticStack)
     actor_hidden: int = 256       # Gaussian actor of sac / sac-lag / sac-pid: two layers
     alpha_init: float = 1.0
     autotune_alpha: bool = True   # tune alpha to a target entropy of entropy_per_dim * |A|

@@ -50,20 +50,14 @@ class StackedLinear(nn.Module):
 class CriticStack(nn.Module):
     """M critics Q_m(s, a), each an MLP with two ReLU hidden layers; returns [M, B].
 
-    `layer_norm`: each hidden layer's pre-activations normalised to zero mean and unit variance
-    over its units (LayerNorm without a learned gain or shift) before the ReLU, which bounds the
-    features the output layer sees (docs/multiplier.md, "Layer-normed critics").
-
     Member order used by the agent: 0, 1 = twin reward critics, 2.. = cost critics (`cost_critics` of them).
     `forward(..., detach_params=True)` evaluates with detached weights: gradients reach the
     inputs (the action) but no weight gradient is computed, as the actor step needs.
     """
 
-    def __init__(self, members: int, obs_dim: int, act_dim: int, hidden: int = 256,
-                 layer_norm: bool = False):
+    def __init__(self, members: int, obs_dim: int, act_dim: int, hidden: int = 256):
         super().__init__()
         self.members = members
-        self.layer_norm = layer_norm
         self.layers = nn.ModuleList([
             StackedLinear(members, obs_dim + act_dim, hidden),
             StackedLinear(members, hidden, hidden),
@@ -84,8 +78,6 @@ class CriticStack(nn.Module):
                 w, b = w.detach(), b.detach()
             x = affine(x, w, b)
             if i < last:
-                if self.layer_norm:
-                    x = nn.functional.layer_norm(x, x.shape[-1:])
                 x = torch.relu_(x)  # in place: one buffer less to stream through the cache
         return x.squeeze(-1)
 
