@@ -66,7 +66,7 @@ class Suite:
         into `overrides`, its algo_overrides kept (what its folder's suite.yaml holds, so that file
         alone reproduces that env's runs)."""
         written = written or env
-        own = {written: self.algo_overrides[env]} if self.algo_overrides.get(env) else {}
+        own = {written: dict(self.algo_overrides[env])} if self.algo_overrides.get(env) else {}
         return _replace(self, envs=(written,), overrides={**self.overrides, **self.env_overrides.get(env, {})},
                         env_overrides={}, algo_overrides=own)
 
@@ -123,66 +123,57 @@ def parse_suite(raw: Any, where: str, base_dir: Path | None = None) -> Suite:
     seeds = parse_seeds(raw["seeds"], f"{where}: field 'seeds'")
     numbers = {key: parse_int(raw[key], f"{where}: field '{key}'", minimum=0 if key == "learning_starts" else 1)
                for key in _RUN_FIELDS if key in raw}
-    overrides = _overrides(_none_empty(raw.get("overrides")), where, "overrides")
-    env_overrides = _none_empty(raw.get("env_overrides"))
-    if not (isinstance(env_overrides, dict) and all(isinstance(k, str) for k in env_overrides)):
-        raise ConfigError(f"{where}: field 'env_overrides': expected a mapping of env -> hyperparameters, "
-                          f"got {env_overrides!r}")
+    overrides = _overrides(raw.get("overrides"), where, "overrides")
     suite = Suite(name=name, description=description.strip(), envs=envs, algos=algos, seeds=seeds,
                   overrides=overrides, where=where, **numbers)
     cfg = suite.base_config()  # checks every override's key and value
-    by_env = {}
-    for written, values in env_overrides.items():  # each env's own values, checked on top of `overrides`
-        if written not in raw["envs"]:
-            raise ConfigError(f"{where}: field 'env_overrides.{written}': not one of the suite's envs "
-                              f"({', '.join(raw['envs'])})")
-        field_name = f"env_overrides.{written}"
-        values = _overrides(_none_empty(values), where, field_name)
-        own = apply_overrides(cfg, values, f"{where}: field '{field_name}'")
-        by_env[envs[raw["envs"].index(written)]] = {key: getattr(own, key) for key in values}
-    suite = _replace(suite, overrides={key: getattr(cfg, key) for key in suite.overrides}, env_overrides=by_env)
-    return _replace(suite, algo_overrides=_algo_overrides(suite, raw, where))
+    env_overrides = _per_env(raw, suite, "env_overrides", "hyperparameters",
+                             lambda env, values, name: _own(cfg, values, where, name))
+    suite = _replace(suite, overrides={key: getattr(cfg, key) for key in overrides}, env_overrides=env_overrides)
+
+    def algos_of(env: str, by_algo: Any, name: str) -> dict[str, dict[str, Any]]:
+        by_algo = _mapping(by_algo, where, name, "algo -> hyperparameters")
+        for algo in by_algo:
+            if algo not in algos:
+                raise ConfigError(f"{where}: field '{name}.{algo}': not one of the suite's algos ({', '.join(algos)})")
+        return {algo: _own(suite.base_config(env), values, where, f"{name}.{algo}") for algo, values in by_algo.items()}
+    return _replace(suite, algo_overrides=_nonempty(_per_env(raw, suite, "algo_overrides", "algo -> hyperparameters",
+                                                             algos_of)))
 
 
-def _algo_overrides(suite: Suite, raw: dict, where: str) -> dict[str, dict[str, dict[str, Any]]]:
-    """The field `algo_overrides` (env -> algo -> hyperparameters), each checked on top of the
-    suite's overrides and that env's env_overrides."""
-    written_envs = _none_empty(raw.get("algo_overrides"))
-    if not (isinstance(written_envs, dict) and all(isinstance(k, str) for k in written_envs)):
-        raise ConfigError(f"{where}: field 'algo_overrides': expected a mapping of env -> algo -> "
-                          f"hyperparameters, got {written_envs!r}")
+def _per_env(raw: dict, suite: Suite, field_name: str, what: str, each) -> dict[str, Any]:
+    """A field keyed by the suite's envs as `envs` writes them, each value read by
+    `each(env, value, its field name)`; the result keyed by the env as loaded."""
+    by_written = _mapping(raw.get(field_name), suite.where, field_name, f"env -> {what}")
     result = {}
-    for written, by_algo in written_envs.items():
-        field_name = f"algo_overrides.{written}"
+    for written, value in by_written.items():
         if written not in raw["envs"]:
-            raise ConfigError(f"{where}: field '{field_name}': not one of the suite's envs ({', '.join(raw['envs'])})")
-        by_algo = _none_empty(by_algo)
-        if not (isinstance(by_algo, dict) and all(isinstance(k, str) for k in by_algo)):
-            raise ConfigError(f"{where}: field '{field_name}': expected a mapping of algo -> hyperparameters, "
-                              f"got {by_algo!r}")
+            raise ConfigError(f"{suite.where}: field '{field_name}.{written}': not one of the suite's envs "
+                              f"({', '.join(raw['envs'])})")
         env = suite.envs[raw["envs"].index(written)]
-        cfg = suite.base_config(env)
-        result[env] = {}
-        for algo, values in by_algo.items():
-            if algo not in suite.algos:
-                raise ConfigError(f"{where}: field '{field_name}.{algo}': not one of the suite's algos "
-                                  f"({', '.join(suite.algos)})")
-            values = _overrides(_none_empty(values), where, f"{field_name}.{algo}")
-            own = apply_overrides(cfg, values, f"{where}: field '{field_name}.{algo}'")
-            result[env][algo] = {key: getattr(own, key) for key in values}
+        result[env] = each(env, value, f"{field_name}.{written}")
     return result
 
 
-def _none_empty(value: Any) -> Any:
-    """An absent or empty (`key:` with nothing after it) mapping field is {}; anything else is
-    checked as written (so `[]` or `0` is refused, not read as nothing)."""
-    return {} if value is None else value
+def _own(cfg: Config, raw: Any, where: str, field_name: str) -> dict[str, Any]:
+    """Hyperparameters of part of the grid, checked on top of `cfg`, typed as Config types them."""
+    values = _overrides(raw, where, field_name)
+    own = apply_overrides(cfg, values, f"{where}: field '{field_name}'")
+    return {key: getattr(own, key) for key in values}
+
+
+def _mapping(value: Any, where: str, field_name: str, what: str) -> dict:
+    """A mapping with text keys; an absent or empty (`key:` with nothing after it) field is {}, anything
+    else is checked as written (so `[]` or `0` is refused, not read as nothing)."""
+    value = {} if value is None else value
+    if not (isinstance(value, dict) and all(isinstance(k, str) for k in value)):
+        raise ConfigError(f"{where}: field '{field_name}': expected a mapping of {what}, got {value!r}")
+    return value
 
 
 def _overrides(raw: Any, where: str, field_name: str) -> dict[str, Any]:
     """A mapping of Config hyperparameters other than those the grid or the suite's fields set."""
-    if not (isinstance(raw, dict) and all(isinstance(k, str) for k in raw)):
-        raise ConfigError(f"{where}: field '{field_name}': expected a mapping of hyperparameters, got {raw!r}")
+    raw = _mapping(raw, where, field_name, "hyperparameters")
     for key in raw:
         if key in _GRID_FIELDS:
             raise ConfigError(f"{where}: field '{field_name}.{key}': set by the grid; use the field "
@@ -206,17 +197,14 @@ def resolve(suite: Suite, envs: list[str] | None = None, algos: list[str] | None
     if envs:
         check_envs(envs, "--env")
         changes["envs"] = _unique(envs, "--env")
-        own = {env_id(env): values for env, values in suite.env_overrides.items()}
-        picked = {env: env_id(env) for env in changes["envs"]}
-        changes["env_overrides"] = {env: own[i] for env, i in picked.items() if i in own}
-        own = {env_id(env): by_algo for env, by_algo in suite.algo_overrides.items()}
-        changes["algo_overrides"] = {env: own[i] for env, i in picked.items() if i in own}
+        changes["env_overrides"] = _by_id(suite.env_overrides, changes["envs"])
+        changes["algo_overrides"] = _by_id(suite.algo_overrides, changes["envs"])
     if algos:
         check_algos(algos, "--algos")
         changes["algos"] = _unique(algos, "--algos")
         by_env = changes.get("algo_overrides", suite.algo_overrides)
-        changes["algo_overrides"] = {env: {a: v for a, v in by_algo.items() if a in changes["algos"]}
-                                     for env, by_algo in by_env.items()}
+        changes["algo_overrides"] = _nonempty({env: {a: v for a, v in by_algo.items() if a in changes["algos"]}
+                                               for env, by_algo in by_env.items()})
     if seeds is not None:
         changes["seeds"] = parse_seeds(seeds, "--seeds")
     if steps is not None:
@@ -236,9 +224,9 @@ def resolve(suite: Suite, envs: list[str] | None = None, algos: list[str] | None
                          overrides={**suite.overrides, **{k: getattr(cfg, k) for k in keys if k not in _RUN_FIELDS}},
                          env_overrides={env: {k: v for k, v in values.items() if k not in keys}
                                         for env, values in suite.env_overrides.items()},
-                         algo_overrides={env: {algo: {k: v for k, v in values.items() if k not in keys}
-                                               for algo, values in by_algo.items()}
-                                         for env, by_algo in suite.algo_overrides.items()})
+                         algo_overrides=_nonempty({env: {algo: {k: v for k, v in values.items() if k not in keys}
+                                                         for algo, values in by_algo.items()}
+                                                   for env, by_algo in suite.algo_overrides.items()}))
     try:
         for env in (None, *suite.envs):  # the merged result must still be a valid Config for every run
             for algo in (None, *suite.algos):
@@ -246,6 +234,19 @@ def resolve(suite: Suite, envs: list[str] | None = None, algos: list[str] | None
     except ConfigError as e:
         raise ConfigError(f"{e} (with {' '.join('--set ' + item for item in sets)})" if sets else str(e)) from None
     return suite
+
+
+def _nonempty(algo_overrides: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """algo_overrides without the algorithms left with no values of their own (and envs with none)."""
+    kept = {env: {algo: values for algo, values in by_algo.items() if values}
+            for env, by_algo in algo_overrides.items()}
+    return {env: by_algo for env, by_algo in kept.items() if by_algo}
+
+
+def _by_id(by_env: dict[str, Any], picked) -> dict[str, Any]:
+    """Each picked env -> the values of the suite's env with its id (a spec may be named by another path)."""
+    own = {env_id(env): values for env, values in by_env.items()}
+    return {env: own[env_id(env)] for env in picked if env_id(env) in own}
 
 
 def env_id(env: str) -> str:

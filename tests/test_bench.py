@@ -20,7 +20,7 @@ from safehpo import backends, grid, runfolder
 from safehpo.bench import run_grid
 from safehpo.cli import main
 from safehpo.config import Config, ConfigError, apply_overrides
-from safehpo.grid import expand
+from safehpo.grid import expand, portable
 from safehpo.runfolder import TIMING_COLUMNS
 from safehpo.suite import load_suite, resolve, suite_names
 from safehpo.train import train
@@ -221,12 +221,40 @@ def test_algo_overrides_reach_only_their_algo_on_their_env_and_flags_win(speed_s
     # --algos keeps a picked algorithm's own values (and drops those of the others); --env too;
     # --set replaces a key everywhere, the rest of the algorithm's values stay
     only_lag = resolve(suite, algos=["sac-lag"])
-    assert not only_lag.algo_overrides[speed_spec] and expand(only_lag, tmp_path)[0].config.budget_margin == 0.1
+    assert not only_lag.algo_overrides and expand(only_lag, tmp_path)[0].config.budget_margin == 0.1
     picked = resolve(suite, envs=[speed_spec], algos=["sac-pid"])
     assert [r.config for r in expand(picked, tmp_path / "out")] == [pid]
     flagged = {(r.env, r.algo): r.config for r in expand(resolve(suite, sets=["budget_margin=0.3"]), tmp_path)}
     assert {c.budget_margin for c in flagged.values()} == {0.3}
     assert flagged["cheetah-speed-short", "sac-pid"].pid_kp == 1.0
+    # an algorithm whose every own value a flag replaces keeps no (empty) entry
+    assert not resolve(suite, sets=["budget_margin=0.3", "pid_kp=0.5"]).algo_overrides
+    # a copy of the spec under another name has the same id: picked by it, sac-pid keeps its values
+    other = tmp_path / "elsewhere" / "same-speed.yaml"
+    other.parent.mkdir()
+    shutil.copy(speed_spec, other)
+    assert [r.config.pid_kp for r in expand(resolve(suite, envs=[str(other)], algos=["sac-pid"]), tmp_path)] == [1.0]
+
+
+def test_the_env_suite_yaml_of_a_bench_keeps_algo_overrides_of_an_env_named_relative(speed_spec, tmp_path,
+                                                                                     monkeypatch):
+    """`--env spec.yaml` relative to the working directory: bench writes the env by its absolute
+    path (grid.portable) and must key its algo_overrides the same way, or the file will not load."""
+    shutil.copy(speed_spec, tmp_path / "spec.yaml")
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "envs": ["spec.yaml"], "algos": ["sac-lag", "sac-pid"],
+                                    "seeds": 1, "steps": 300, "learning_starts": 100,
+                                    "algo_overrides": {"spec.yaml": {"sac-pid": {"pid_kp": 1.0}, "sac-lag": None}}}))
+    monkeypatch.chdir(tmp_path)
+    suite = resolve(load_suite(str(path)), envs=["spec.yaml"])
+    (env,) = suite.envs
+    written = tmp_path / "one-env.yaml"
+    written.write_text(yaml.safe_dump(suite.for_env(env, portable(env)).to_dict(), sort_keys=False))
+    monkeypatch.chdir(tmp_path.parent)
+    again = load_suite(str(written))
+    assert again.envs == (str(tmp_path / "spec.yaml"),)
+    assert {r.algo: r.config.pid_kp for r in expand(again, tmp_path / "out")} == {"sac-lag": Config.pid_kp,
+                                                                                "sac-pid": 1.0}
 
 
 def test_env_overrides_errors_name_the_env_as_the_file_writes_it(speed_spec, tmp_path):
