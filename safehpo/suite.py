@@ -136,7 +136,8 @@ def parse_suite(raw: Any, where: str, base_dir: Path | None = None) -> Suite:
         for algo in by_algo:
             if algo not in algos:
                 raise ConfigError(f"{where}: field '{name}.{algo}': not one of the suite's algos ({', '.join(algos)})")
-        return {algo: _own(suite.base_config(env), values, where, f"{name}.{algo}") for algo, values in by_algo.items()}
+        env_cfg = suite.base_config(env)
+        return {algo: _own(env_cfg, values, where, f"{name}.{algo}") for algo, values in by_algo.items()}
     return _replace(suite, algo_overrides=_nonempty(_per_env(raw, suite, "algo_overrides", "algo -> hyperparameters",
                                                              algos_of)))
 
@@ -246,7 +247,8 @@ def _nonempty(algo_overrides: dict[str, dict[str, dict[str, Any]]]) -> dict[str,
 def _by_id(by_env: dict[str, Any], picked) -> dict[str, Any]:
     """Each picked env -> the values of the suite's env with its id (a spec may be named by another path)."""
     own = {env_id(env): values for env, values in by_env.items()}
-    return {env: own[env_id(env)] for env in picked if env_id(env) in own}
+    ids = {env: env_id(env) for env in picked}
+    return {env: own[i] for env, i in ids.items() if i in own}
 
 
 def env_id(env: str) -> str:
