@@ -123,6 +123,7 @@ class Config:
     lambda_lr: float = 0.1        # eta of the per-episode ascent (the papers' rule)
     lambda_adam_lr: float = 1e-4  # Adam's lr for `adam` (a step per gradient update moves lambda ~lr)
     lambda_window: int = 1        # episodes averaged for J_C (1: each episode's own cost)
+    lambda_weight: str = "length"  # relative units: an update weighs its episode's length share | episode: each alike
     lambda_clip: float = float("inf")  # relative units: (J_C - d0) / d0 capped at this (inf: unclipped)
     lambda_min: float = 0.0       # the floor lambda is projected onto (0: the papers' [.]_+; docs/multiplier.md)
     pid_kp: float = 0.1
@@ -160,6 +161,7 @@ _CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "lagrange": ("paper", "pid", "adam"),
     "lambda_units": ("relative", "paper"),
+    "lambda_weight": ("length", "episode"),
     "compile": ("auto", "always", "never"),
     "filter_fallback": ("lowest-cost", "last"),
 }

@@ -65,8 +65,10 @@ class GradientAscent:
     per_step = False
 
     def __init__(self, budget: float, lr: float = 0.1, init: float = 0.0, window: int = 1,
-                 relative: bool = False, clip: float = float("inf"), floor: float = 0.0):
+                 relative: bool = False, clip: float = float("inf"), floor: float = 0.0,
+                 by_length: bool = True):
         self.budget, self.lr, self.relative, self.clip = budget, lr, relative, clip
+        self.by_length = by_length
         self.floor = float(floor)
         self.value = max(self.floor, float(init))
         self.recent: deque[float] = deque(maxlen=window)
@@ -83,7 +85,7 @@ class GradientAscent:
         return min(self.clip, max(-1.0, excess / self.budget)) if self.budget > 0 else (min(self.clip, 1.0) if excess > 0 else 0.0)
 
     def _weight(self, weight: float) -> float:
-        return weight if self.relative else 1.0
+        return weight if self.relative and self.by_length else 1.0
 
     def episode_end(self, episode_cost: float, weight: float = 1.0) -> float:
         """After a finished episode; weight: the episode's share of a full-length one, which the
@@ -119,8 +121,8 @@ class PIDLagrangian(GradientAscent):
 
     def __init__(self, budget: float, kp: float = 0.1, ki: float = 0.01, kd: float = 0.01,
                  init: float = 0.0, window: int = 1, relative: bool = False,
-                 clip: float = float("inf"), ema: float = 0.0, floor: float = 0.0):
-        super().__init__(budget, 0.0, init, window, relative, clip, floor)
+                 clip: float = float("inf"), ema: float = 0.0, floor: float = 0.0, by_length: bool = True):
+        super().__init__(budget, 0.0, init, window, relative, clip, floor, by_length)
         self.kp, self.ki, self.kd, self.ema = kp, ki, kd, ema
         # the integral is held where its term Ki * I is the floor, so that Ki * I stays the ascent
         # rule's lambda with the same floor (0 by default)
@@ -203,14 +205,15 @@ class NoMultiplier(GradientAscent):
 def make_multiplier(kind: str, budget: float, cfg) -> GradientAscent:
     """kind: 'none' | 'paper' | 'pid' | 'adam' (a dict would do; four cases read better inline)."""
     relative = cfg.lambda_units == "relative"
+    by_length = cfg.lambda_weight == "length"
     if kind == "none":
         return NoMultiplier(budget, cfg.lambda_window)
     if kind == "paper":
         return GradientAscent(budget, cfg.lambda_lr, cfg.lambda_init, cfg.lambda_window, relative, cfg.lambda_clip,
-                              cfg.lambda_min)
+                              cfg.lambda_min, by_length)
     if kind == "pid":
         return PIDLagrangian(budget, cfg.pid_kp, cfg.pid_ki, cfg.pid_kd, cfg.lambda_init, cfg.lambda_window,
-                             relative, cfg.lambda_clip, cfg.pid_ema, cfg.lambda_min)
+                             relative, cfg.lambda_clip, cfg.pid_ema, cfg.lambda_min, by_length)
     if kind == "adam":
         return AdamLagrangian(budget, cfg.lambda_adam_lr, cfg.lambda_init, cfg.lambda_window, relative,
                               cfg.lambda_clip, cfg.lambda_min)

@@ -256,16 +256,17 @@ CHECKPOINT_FORMAT = 2  # 2: one optimiser for the policy and the temperature (1:
 # hyperparameters added since, with the value that runs saved without them had
 LEGACY_DEFAULTS = {"lambda_units": "paper", "fast_paths": True, "cost_critics": 1, "cost_floor": False,
                    "lambda_clip": 1.0, "pid_ema": 0.0, "filter_fallback": "lowest-cost",
-                   "budget_margin": 0.0, "lambda_min": 0.0, "entropy_per_dim": -1.0}
+                   "budget_margin": 0.0, "lambda_min": 0.0, "entropy_per_dim": -1.0, "lambda_weight": "length"}
 
 
 # hyperparameters only some algorithms read (algos.py): the rest never do, so a different value
 # changes nothing in their runs, and reports and resumes leave them out (`unread_settings`)
 PID_SETTINGS = ("pid_kp", "pid_ki", "pid_kd", "pid_ema")          # the PID rule's own
-MULTIPLIER_SETTINGS = ("lagrange", "lambda_units", "lambda_init", "lambda_lr", "lambda_adam_lr", "lambda_window",
+MULTIPLIER_SETTINGS = ("lagrange", "lambda_units", "lambda_init", "lambda_lr", "lambda_adam_lr", "lambda_window", "lambda_weight",
                        "lambda_clip", "lambda_min", "budget_margin", "cost_critics", "cost_floor",
                        "cost_scale") + PID_SETTINGS                  # the multiplier and the cost critics
-RULE_SETTINGS = {"paper": ("lambda_lr",), "adam": ("lambda_adam_lr",), "pid": PID_SETTINGS}  # each rule's step
+RULE_SETTINGS = {"paper": ("lambda_lr", "lambda_weight"), "adam": ("lambda_adam_lr",),
+                 "pid": PID_SETTINGS + ("lambda_weight",)}  # each rule's step
 CHAIN_SETTINGS = ("base_hidden", "leapfrog_steps", "leapfrog_eps", "momentum_std_train", "momentum_std_explore",
                   "gate_hidden", "gate_state_input", "second_order", "target_chain")  # the Hamiltonian policy
 FILTER_SETTINGS = ("k_max", "filter_fallback")                   # the Lyapunov filter

@@ -368,7 +368,7 @@ def test_output_files_take_the_umask_mode(speed_spec, tmp_path):
 
 # a valid value other than the default for every setting only some algorithms read
 OTHER_VALUES = {"lagrange": "adam", "lambda_units": "paper", "lambda_init": 0.5, "lambda_lr": 0.3,
-                "lambda_adam_lr": 0.01, "lambda_window": 3, "lambda_clip": 1.0, "lambda_min": 0.2,
+                "lambda_adam_lr": 0.01, "lambda_window": 3, "lambda_weight": "episode", "lambda_clip": 1.0, "lambda_min": 0.2,
                 "budget_margin": 0.3, "cost_critics": 1, "cost_floor": False, "cost_scale": 2.0,
                 "pid_kp": 0.3, "pid_ki": 0.3, "pid_kd": 0.1, "pid_ema": 0.5, "actor_hidden": 16,
                 "base_hidden": 16, "leapfrog_steps": 2, "leapfrog_eps": 0.2, "momentum_std_train": 0.2,
