@@ -5,13 +5,13 @@
 For a run whose multiplier is the ascent rule in relative units with each episode's own,
 unclipped cost (`lagrange: paper`, `lambda_units: relative`, `lambda_window: 1`, `lambda_clip:
 inf`, safehpo's default; docs/multiplier.md), every episode that counts moves lambda by
-eta * w * v (w its length share, v = (J_C - target) / target) and the floor (0, or `lambda_min`) adds back what
-would have taken lambda below it. Summed over the episodes that end in (from, to]:
+eta * w * v (w its length share, or 1 with `lambda_weight: episode`; v = (J_C - target) / target)
+and the floor (0, or `lambda_min`) adds back what would have taken lambda below it. Summed over the episodes that end in (from, to]:
 
     lambda(to) - lambda(from) = eta * sum(w v) + lift,   lift >= 0 (the floor's total)
 
-so their length-weighted mean cost is target * (1 + (delta_lambda - lift) / (eta * sum w)): a
-stretch ends over its target exactly by what lambda rose over it, less what the floor lifted.
+so their w-weighted mean cost (length-weighted, or each episode alike) is
+target * (1 + (delta_lambda - lift) / (eta * sum w)): a stretch ends over its target exactly by what lambda rose over it, less what the floor lifted.
 The script replays the rule on the run's progress.csv (each episode's cost and length), refuses
 the run (exit code 2) unless the replay gives the logged lambda, and prints the terms, the rise
 read off the log. `target` is the budget the agent aimed at, (1 - budget_margin) * d0; the budget
@@ -90,6 +90,7 @@ def balance(cfg: dict, rows: list[dict], start: float, end: float) -> dict:
     d0 = float(spec["budget"]["threshold"])
     target = (1.0 - float(cfg.get("budget_margin", 0.0))) * d0
     eta, horizon = float(cfg["lambda_lr"]), float(spec["max_episode_steps"])
+    by_length = cfg.get("lambda_weight", "length") == "length"
     rule = GradientAscent(target, lr=eta, init=float(cfg.get("lambda_init", 0.0)), relative=True,
                           floor=float(cfg.get("lambda_min", 0.0)))
     logged = rule.value
@@ -98,7 +99,7 @@ def balance(cfg: dict, rows: list[dict], start: float, end: float) -> dict:
     for r in rows:
         if r["step"] - r["length"] < cfg["learning_starts"]:
             continue                                 # an episode with a warm-up step does not count
-        w = r["length"] / horizon
+        w = r["length"] / horizon if by_length else 1.0
         before = rule.value
         rule.episode_end(r["cost"], w)
         if start < r["step"] <= end:
@@ -141,9 +142,11 @@ def main() -> int:
     delta = b["logged_end"] - b["logged_start"]
     mean = b["sum_wc"] / b["sum_w"]
     predicted = b["target"] * (1.0 + (delta - b["lift"]) / (b["eta"] * b["sum_w"]))
-    print(f"{args.run}: {b['n']} episodes ending in ({args.start:g}, {args.end:g}], summed length share {b['sum_w']:.2f}")
+    by_length = cfg.get("lambda_weight", "length") == "length"
+    print(f"{args.run}: {b['n']} episodes ending in ({args.start:g}, {args.end:g}], summed "
+          f"{'length share' if by_length else 'weight (1 each)'} {b['sum_w']:.2f}")
     print(f"  budget {b['d0']:g}, aimed at {b['target']:g} ({cfg['spec']['budget']['kind']})")
-    print(f"  length-weighted mean cost {mean:.3f}  ({100 * (mean / b['d0'] - 1):+.1f}% against the budget)")
+    print(f"  {'length-weighted' if by_length else 'per-episode'} mean cost {mean:.3f}  ({100 * (mean / b['d0'] - 1):+.1f}% against the budget)")
     print(f"  lambda {b['logged_start']:.4f} -> {b['logged_end']:.4f} (rise {delta:+.4f}), floor lift {b['lift']:.4f}")
     print(f"  target * (1 + (rise - lift) / (eta * sum w)) = {predicted:.3f}")
     print(f"  replay against the logged lambda: largest difference {b['worst_replay_error']:.2g}")

@@ -80,6 +80,14 @@ def test_relative_violation_is_clipped_and_weighted_by_episode_length():
     assert m.episode_end(0.0) == 0.0
 
 
+def test_episode_weighting_counts_each_episode_alike():
+    m = GradientAscent(budget=10.0, lr=0.1, window=1, relative=True, by_length=False)
+    assert m.episode_end(40.0, weight=0.05) == pytest.approx(0.1 * 3.0)      # a short throw counts in full
+    assert m.episode_end(5.0, weight=1.0) == pytest.approx(0.3 - 0.1 * 0.5)
+    p = PIDLagrangian(budget=10.0, kp=0.5, ki=0.1, kd=0.0, window=1, relative=True, by_length=False)
+    assert p.episode_end(14.0, weight=0.5) == pytest.approx(0.5 * 0.4 + 0.1 * 0.4)   # I = 0.4, unweighted
+
+
 def test_pid_on_relative_violation_integrates_weighted_steps():
     m = PIDLagrangian(budget=10.0, kp=0.5, ki=0.1, kd=0.2, window=1, relative=True, clip=1.0)
     assert m.episode_end(14.0, weight=0.5) == pytest.approx(0.5 * 0.4 + 0.1 * 0.2)   # I = 0.5 * 0.4
@@ -232,3 +240,11 @@ def test_lambda_min_must_be_a_finite_non_negative_number(value):
     from safehpo.config import Config, ConfigError, apply_overrides
     with pytest.raises(ConfigError, match="lambda_min"):
         apply_overrides(Config(), [f"lambda_min={value}"])
+
+
+@pytest.mark.parametrize("kind", ["paper", "pid"])
+def test_lambda_weight_reaches_the_rule(kind):
+    from safehpo.config import Config
+    from safehpo.lagrange import make_multiplier
+    assert make_multiplier(kind, 10.0, Config()).by_length
+    assert not make_multiplier(kind, 10.0, Config(lambda_weight="episode")).by_length

@@ -14,10 +14,12 @@ from safehpo.lagrange import GradientAscent
 from safehpo.train import train
 
 
-def measured_mean(rows, start, learning_starts):
-    """The length-weighted mean cost of the counted episodes ending after `start`, from the rows."""
+def measured_mean(rows, start, learning_starts, by_length=True):
+    """The length-weighted (or plain, each episode alike) mean cost of the counted episodes ending
+    after `start`, from the rows."""
     kept = [r for r in rows if r["step"] > start and r["step"] - r["length"] >= learning_starts]
-    return sum(r["cost"] * r["length"] for r in kept) / sum(r["length"] for r in kept)
+    weights = [r["length"] if by_length else 1.0 for r in kept]
+    return sum(r["cost"] * w for r, w in zip(kept, weights)) / sum(weights)
 
 
 def predicted_mean(b):
@@ -26,13 +28,17 @@ def predicted_mean(b):
     return b["target"] * (1 + (rise - b["lift"]) / (b["eta"] * b["sum_w"]))
 
 
+@pytest.mark.parametrize("weight", ["length", "episode"])
 @pytest.mark.parametrize("floor", [0.0, 0.2])
-def test_identity_with_the_floor_binding(floor):
-    """Episodes of varied length and cost, lambda driven to its floor (0, or lambda_min) and off it again."""
+def test_identity_with_the_floor_binding(floor, weight):
+    """Episodes of varied length and cost, lambda driven to its floor (0, or lambda_min) and off it
+    again; each episode's update weighted by its length share or (lambda_weight=episode) alike."""
     cfg = {"algo": "sac-lag", "lagrange": "paper", "lambda_units": "relative", "lambda_window": 1,
            "lambda_clip": math.inf, "lambda_lr": 0.1, "lambda_init": 0.0, "learning_starts": 0, "lambda_min": floor,
-           "budget_margin": 0.2, "spec": {"budget": {"threshold": 10.0, "kind": "average"}, "max_episode_steps": 100}}
-    rule = GradientAscent(8.0, lr=0.1, relative=True, floor=floor)
+           "budget_margin": 0.2, "lambda_weight": weight,
+           "spec": {"budget": {"threshold": 10.0, "kind": "average"}, "max_episode_steps": 100}}
+    by_length = weight == "length"
+    rule = GradientAscent(8.0, lr=0.1, relative=True, floor=floor, by_length=by_length)
     rng = np.random.default_rng(0)
     rows, step = [], 0
     for i in range(60):
@@ -49,8 +55,9 @@ def test_identity_with_the_floor_binding(floor):
             assert b["lift"] > 0.05              # the floor bound: the cheap stretches pull lambda to 0
         else:
             assert b["logged_start"] > floor
-        mean = measured_mean(rows, start, 0)
+        mean = measured_mean(rows, start, 0, by_length)
         assert predicted_mean(b) == pytest.approx(mean, rel=1e-12)
+        assert mean != pytest.approx(measured_mean(rows, start, 0, not by_length), rel=1e-3)
         # the floor only ever pulls the mean under what lambda's rise alone would say
         rise_alone = b["target"] * (1 + (b["logged_end"] - b["logged_start"]) / (b["eta"] * b["sum_w"]))
         assert mean < rise_alone if b["lift"] > 0 else mean == pytest.approx(rise_alone, rel=1e-12)
