@@ -60,7 +60,9 @@ class GradientAscent:
     """lambda <- [lambda + eta (J_C - d0)]_+ once per episode (the papers' rule).
 
     `floor` (`lambda_min`, 0 by default) is where the projection holds lambda: never below it,
-    and starting at it if `init` is lower."""
+    and starting at it if `init` is lower. `by_length` (`lambda_weight=length`, the default):
+    in relative units each update is weighted by its episode's length share; False weighs every
+    episode alike, so the rule rests where the plain mean of the episodes' costs is the budget."""
 
     per_step = False
 
@@ -89,7 +91,8 @@ class GradientAscent:
 
     def episode_end(self, episode_cost: float, weight: float = 1.0) -> float:
         """After a finished episode; weight: the episode's share of a full-length one, which the
-        relative units apply (a run of short episodes moves lambda no faster); paper units ignore it."""
+        relative units apply (a run of short episodes moves lambda no faster) unless `by_length`
+        is False; paper units ignore it."""
         self.recent.append(float(episode_cost))
         self.value = max(self.floor, self.value + self.lr * self._weight(weight) * self.violation())
         return self.value
