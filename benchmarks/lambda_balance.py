@@ -6,17 +6,19 @@ For a run whose multiplier is the ascent rule in relative units with each episod
 unclipped cost (`lagrange: paper`, `lambda_units: relative`, `lambda_window: 1`, `lambda_clip:
 inf`, safehpo's default; docs/multiplier.md), every episode that counts moves lambda by
 eta * w * v (w its length share, or 1 with `lambda_weight: episode`; v = (J_C - target) / target)
-and the floor (0, or `lambda_min`) adds back what would have taken lambda below it. Summed over the episodes that end in (from, to]:
+and the floor (0, or `lambda_min`) adds back what would have taken lambda below it. Summed over
+the episodes that end in (from, to]:
 
     lambda(to) - lambda(from) = eta * sum(w v) + lift,   lift >= 0 (the floor's total)
 
 so their w-weighted mean cost (length-weighted, or each episode alike) is
-target * (1 + (delta_lambda - lift) / (eta * sum w)): a stretch ends over its target exactly by what lambda rose over it, less what the floor lifted.
-The script replays the rule on the run's progress.csv (each episode's cost and length), refuses
-the run (exit code 2) unless the replay gives the logged lambda, and prints the terms, the rise
-read off the log. `target` is the budget the agent aimed at, (1 - budget_margin) * d0; the budget
-itself is printed beside it. A config.yaml saved before a hyperparameter existed is read at the
-value that run had (safehpo.runfolder.LEGACY_DEFAULTS).
+target * (1 + (delta_lambda - lift) / (eta * sum w)): a stretch ends over its target exactly by
+what lambda rose over it, less what the floor lifted. The script replays the rule on the run's
+progress.csv (each episode's cost and length), refuses the run (exit code 2) unless the replay
+gives the logged lambda, and prints the terms, the rise read off the log. `target` is the budget
+the agent aimed at, (1 - budget_margin) * d0; the budget itself is printed beside it. A
+config.yaml saved before a hyperparameter existed is read at the value that run had
+(safehpo.runfolder.LEGACY_DEFAULTS).
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ def balance(cfg: dict, rows: list[dict], start: float, end: float) -> dict:
     rule = GradientAscent(target, lr=eta, init=float(cfg.get("lambda_init", 0.0)), relative=True,
                           floor=float(cfg.get("lambda_min", 0.0)))
     logged = rule.value
-    out = dict(d0=d0, target=target, eta=eta, n=0, sum_w=0.0, sum_wc=0.0, lift=0.0,
+    out = dict(d0=d0, target=target, eta=eta, by_length=by_length,
+               n=0, sum_w=0.0, sum_wc=0.0, lift=0.0,
                lambda_end=None, logged_start=None, logged_end=None, worst_replay_error=0.0)
     for r in rows:
         if r["step"] - r["length"] < cfg["learning_starts"]:
@@ -142,11 +145,11 @@ def main() -> int:
     delta = b["logged_end"] - b["logged_start"]
     mean = b["sum_wc"] / b["sum_w"]
     predicted = b["target"] * (1.0 + (delta - b["lift"]) / (b["eta"] * b["sum_w"]))
-    by_length = cfg.get("lambda_weight", "length") == "length"
     print(f"{args.run}: {b['n']} episodes ending in ({args.start:g}, {args.end:g}], summed "
-          f"{'length share' if by_length else 'weight (1 each)'} {b['sum_w']:.2f}")
+          f"{'length share' if b['by_length'] else 'weight (1 each)'} {b['sum_w']:.2f}")
     print(f"  budget {b['d0']:g}, aimed at {b['target']:g} ({cfg['spec']['budget']['kind']})")
-    print(f"  {'length-weighted' if by_length else 'per-episode'} mean cost {mean:.3f}  ({100 * (mean / b['d0'] - 1):+.1f}% against the budget)")
+    print(f"  {'length-weighted' if b['by_length'] else 'per-episode'} mean cost {mean:.3f}  "
+          f"({100 * (mean / b['d0'] - 1):+.1f}% against the budget)")
     print(f"  lambda {b['logged_start']:.4f} -> {b['logged_end']:.4f} (rise {delta:+.4f}), floor lift {b['lift']:.4f}")
     print(f"  target * (1 + (rise - lift) / (eta * sum w)) = {predicted:.3f}")
     print(f"  replay against the logged lambda: largest difference {b['worst_replay_error']:.2g}")

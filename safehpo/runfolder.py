@@ -262,8 +262,8 @@ LEGACY_DEFAULTS = {"lambda_units": "paper", "fast_paths": True, "cost_critics": 
 # hyperparameters only some algorithms read (algos.py): the rest never do, so a different value
 # changes nothing in their runs, and reports and resumes leave them out (`unread_settings`)
 PID_SETTINGS = ("pid_kp", "pid_ki", "pid_kd", "pid_ema")          # the PID rule's own
-MULTIPLIER_SETTINGS = ("lagrange", "lambda_units", "lambda_init", "lambda_lr", "lambda_adam_lr", "lambda_window", "lambda_weight",
-                       "lambda_clip", "lambda_min", "budget_margin", "cost_critics", "cost_floor",
+MULTIPLIER_SETTINGS = ("lagrange", "lambda_units", "lambda_init", "lambda_lr", "lambda_adam_lr", "lambda_window",
+                       "lambda_weight", "lambda_clip", "lambda_min", "budget_margin", "cost_critics", "cost_floor",
                        "cost_scale") + PID_SETTINGS                  # the multiplier and the cost critics
 RULE_SETTINGS = {"paper": ("lambda_lr", "lambda_weight"), "adam": ("lambda_adam_lr",),
                  "pid": PID_SETTINGS + ("lambda_weight",)}  # each rule's step
